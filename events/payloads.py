@@ -1,0 +1,286 @@
+"""One payload model per event type: the vocabulary of the whole system.
+
+Later work fills in behaviour, not vocabulary. Payloads are frozen; unknown fields are refused
+except where the outside world sends us documents we must keep whole (tasks, alerts).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Level = int  # 0 (non-union) .. 4 (master union); validated where it matters with ge/le
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OpenPayload(BaseModel):
+    """For documents written by others: unknown fields are kept, not fatal."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+# --- tasks and certification -------------------------------------------------------------
+
+
+class TaskSubmitted(Payload):
+    task_id: str
+    master_id: str | None = None
+    task: dict[str, Any]  # the task document as the master sent it (seed field names)
+
+
+class FactorScore(Payload):
+    factor: str
+    points: int = Field(ge=0, le=10)
+    value: str
+    rule: str  # e.g. "scoring.environment.production"
+    evidence: list[str] = Field(default_factory=list)
+
+
+class MinimumTriggered(Payload):
+    rule: str  # e.g. "minimum.data.pii"
+    level: Level = Field(ge=0, le=4)
+    reason: str
+    evidence: list[str] = Field(default_factory=list)
+
+
+class CertificationDecided(Payload):
+    task_id: str
+    worker_type: Literal["union", "non-union"]
+    level: Level = Field(ge=0, le=4)
+    score: int = Field(ge=0, le=50)
+    score_level: Level = Field(ge=0, le=4)
+    risk_level: str
+    factors: list[FactorScore]
+    minimums: list[MinimumTriggered]
+    hard_blocks: list[str]
+    approvals_required: int = Field(ge=0)
+    approver_roles: list[str]
+    approval_time_limit_hours: float = Field(ge=0)
+    change_advisory_board: bool
+    required_artefacts: list[str]
+    audit_fields: list[str]
+    retention_days: int
+    retention_class: str
+    compliance_frameworks: list[str]
+    environment: str
+    environment_confidence: float = Field(ge=0, le=1)
+    uncertainties: list[str]
+    policy_version: str
+    policy_sha256: str
+
+
+class TaskBlocked(Payload):
+    """A task refused outright (e.g. a worker of too low a level asked to run it)."""
+
+    task_id: str
+    rule: str
+    message: str
+    required_level: Level = Field(ge=0, le=4)
+
+
+# --- permits -------------------------------------------------------------------------------
+
+
+class PermitScope(Payload):
+    operations: list[str]
+    services: list[str] = Field(default_factory=list)
+    environment: str
+    data_classes: list[str] = Field(default_factory=list)
+    regions: list[str] = Field(default_factory=list)
+    not_before: datetime
+    not_after: datetime
+
+
+class PermitRequested(Payload):
+    permit_id: str
+    permit_type: str
+    task_id: str
+    decision_event_id: str
+    level: Level = Field(ge=0, le=4)
+    requested_by: str
+    worker_id: str | None = None
+    scope: PermitScope
+    justification: str
+    rollback_plan: dict[str, Any] | None = None
+    request_sha256: str  # hash of the canonical request: what approvers sign over
+
+
+class PermitTransition(Payload):
+    """review started, approved (quorum reached), issued, execution started, validated, closed,
+    denied, expired, suspended, revoked, renewed: the state machine's moves."""
+
+    permit_id: str
+    from_state: str
+    to_state: str
+    reason: str = ""
+    actor: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApprovalSigned(Payload):
+    """An approver's signed statement: approve, deny or revoke."""
+
+    permit_id: str
+    request_sha256: str
+    decision: Literal["approve", "deny", "revoke"]
+    approver_id: str
+    approver_role: str
+    decided_at: datetime
+    comments: str = ""
+    key_id: str
+    signature: str  # base64 Ed25519 over the canonical approval
+
+
+class ApprovalRefused(Payload):
+    permit_id: str
+    approver_id: str | None
+    code: str  # e.g. "approval.bad_signature", "approval.self_approval"
+    message: str
+    approval: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApproverRegistered(Payload):
+    approver_id: str
+    roles: list[str]
+    public_key: str  # base64 raw Ed25519
+    valid_from: datetime
+    valid_until: datetime | None = None
+
+
+# --- operations, executions ----------------------------------------------------------------
+
+
+class OperationAuthorized(Payload):
+    """A worker's "may I do this now?" and our answer."""
+
+    worker_id: str
+    permit_id: str | None
+    operation: dict[str, Any]
+    allowed: bool
+    reason_code: str
+    message: str
+
+
+class ExecutionReported(Payload):
+    """started / completed / failed, reported by the worker."""
+
+    execution_id: str
+    permit_id: str | None
+    task_id: str | None
+    worker_id: str
+    status: Literal["started", "completed", "failed"]
+    operations: list[str] = Field(default_factory=list)
+    outcome: dict[str, Any] = Field(default_factory=dict)
+
+
+class PostExecutionReview(Payload):
+    """A human's verdict on the level we gave: feeds over/under-certification metrics."""
+
+    task_id: str
+    assigned_level: Level = Field(ge=0, le=4)
+    appropriate_level: Level = Field(ge=0, le=4)
+    reviewer: str
+    notes: str = ""
+
+
+# --- monitoring and rollback ---------------------------------------------------------------
+
+
+class MetricSample(Payload):
+    key: str  # permit id or deployment id the sample belongs to
+    metric: str
+    value: float
+    observed_at: datetime
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class AlertReceived(OpenPayload):
+    key: str
+    source: str = "alertmanager"
+    alert: dict[str, Any] = Field(default_factory=dict)
+
+
+class RollbackEvent(Payload):
+    """triggered (with evidence), commanded, started, step, completed, failed, verified."""
+
+    rollback_id: str
+    permit_id: str | None
+    stage: Literal["triggered", "commanded", "started", "step", "completed", "failed", "verified"]
+    trigger: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    step: str | None = None
+    sla_minutes: float | None = None
+
+
+class EscalationRaised(Payload):
+    subject_kind: Literal["permit", "rollback", "override", "approval"]
+    subject_id: str
+    reason: str
+    escalate_to: list[str]
+    severity: Literal["low", "medium", "high", "critical"]
+
+
+class ViolationRecorded(Payload):
+    worker_id: str | None
+    permit_id: str | None
+    rule: str
+    message: str
+    severity: Literal["low", "medium", "high", "critical"]
+    action: Literal["denied", "suspended", "revoked", "rolled_back", "alerted"]
+
+
+class EmergencyOverride(Payload):
+    """granted, revoked (automatically at its end or by hand), review opened / completed."""
+
+    override_id: str
+    stage: Literal["granted", "revoked", "review_opened", "review_completed"]
+    incident_ticket: str
+    commander_id: str
+    commander_role: str
+    worker_id: str | None = None
+    level: Level = Field(default=3, ge=0, le=4)
+    expires_at: datetime | None = None
+    reason: str = ""
+
+
+# --- ledger housekeeping, keys, privacy ----------------------------------------------------
+
+
+class KeyEvent(Payload):
+    """A ledger signing key added, rotated (signed by the outgoing key) or retired."""
+
+    action: Literal["added", "rotated", "retired"]
+    key_name: str
+    key_id: str
+    vkey: str
+    previous_key_id: str | None = None
+    rotation_signature: str | None = None
+
+
+class InputRejected(Payload):
+    """Bad input is kept, with why: the dead-letter record in ledger form."""
+
+    source: str  # file:line, topic/partition/offset, http route
+    code: str  # stable: "input.malformed_json", "input.unknown_type", "input.schema", "input.oversize"
+    message: str
+    raw_sha256: str
+    raw_excerpt: str  # first bytes, for humans; the full bytes stay in the dead-letter store
+    raw_size: int
+
+
+class LedgerTailTruncated(Payload):
+    partition: int
+    cut_at_offset: int
+    bytes_cut: int
+    reason: str
+
+
+class SubjectErased(Payload):
+    data_subject: str
+    requested_by: str
+    legal_basis: str = "GDPR Art. 17"

@@ -1,0 +1,130 @@
+"""docker-compose.yml: valid against the Compose Specification, and in step with the test broker.
+
+No Docker engine runs here, so the file is checked statically: JSON-schema validation against
+tests/data/compose-spec.json (a copy of the Compose Specification's schema, see docs/kafka.md),
+plus the facts the deployment relies on: the Kafka service uses the same version and the same
+settings as kafka/server.properties (the broker that the Kafka tests actually run against).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
+
+# server.properties keys whose values the compose broker must share
+SHARED_SETTINGS = [
+    "process.roles",
+    "node.id",
+    "controller.listener.names",
+    "inter.broker.listener.name",
+    "auto.create.topics.enable",
+    "num.partitions",
+    "default.replication.factor",
+    "min.insync.replicas",
+    "delete.topic.enable",
+    "offsets.topic.replication.factor",
+    "offsets.topic.num.partitions",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "transaction.state.log.num.partitions",
+    "share.coordinator.state.topic.replication.factor",
+    "share.coordinator.state.topic.min.isr",
+    "group.initial.rebalance.delay.ms",
+    "log.segment.bytes",
+    "log.cleaner.dedupe.buffer.size",
+]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _server_properties() -> dict[str, str]:
+    props = {}
+    for line in (ROOT / "kafka" / "server.properties").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            props[key.strip()] = value.strip()
+    return props
+
+
+def _kafka_env_as_properties(compose: dict) -> dict[str, str]:
+    # the apache/kafka image turns KAFKA_FOO_BAR=x into foo.bar=x
+    env = compose["services"]["kafka"]["environment"]
+    return {
+        key[len("KAFKA_") :].lower().replace("_", "."): str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+        for key, value in env.items()
+        if key.startswith("KAFKA_") and key not in ("KAFKA_HEAP_OPTS",)
+    }
+
+
+def test_compose_file_matches_the_compose_specification(compose):
+    schema = json.loads(SCHEMA.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors
+    )
+
+
+def test_schema_rejects_a_broken_compose_file(compose):
+    # guard against a schema copy that accepts anything
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["kafka"]["healthcheck"]["interval_typo"] = "5s"
+    validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    assert list(validator.iter_errors(broken))
+
+
+def test_kafka_image_version_is_the_tested_broker_version(compose):
+    pom = (ROOT / "kafka" / "pom.xml").read_text()
+    (version,) = re.findall(r"<kafka.version>([^<]+)</kafka.version>", pom)
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{version}"
+
+
+@pytest.mark.parametrize("key", SHARED_SETTINGS)
+def test_kafka_service_has_the_test_broker_setting(compose, key):
+    assert _kafka_env_as_properties(compose).get(key) == _server_properties()[key]
+
+
+def test_kafka_service_is_kraft_with_a_cluster_id_and_a_data_volume(compose):
+    kafka = compose["services"]["kafka"]
+    env = kafka["environment"]
+    assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}", env["CLUSTER_ID"])
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert f"kafka-data:{env['KAFKA_LOG_DIRS']}" in kafka["volumes"]
+    assert "healthcheck" in kafka
+
+
+def test_worker_and_web_run_certify_after_kafka_is_healthy(compose):
+    services = compose["services"]
+    assert services["worker"]["command"] == ["worker", "--broker", "kafka://kafka:9092"]
+    assert services["web"]["command"] == ["serve", "--host", "0.0.0.0", "--port", "8080"]
+    assert (ROOT / services["worker"]["build"]["dockerfile"]).is_file()
+    for name in ("worker", "web"):
+        service = services[name]
+        assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
+        assert service["environment"]["CERTIFY_DATA_DIR"] == "/data"
+        assert "ledger:/data" in service["volumes"]
+        assert "healthcheck" in service
+    assert "duckdb:/duckdb" in services["web"]["volumes"]
+    assert set(compose["volumes"]) >= {"kafka-data", "ledger", "duckdb"}
+
+
+def test_published_ports_bind_to_loopback_only(compose):
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"

@@ -1,0 +1,266 @@
+"""The scoring part of the policy as validated data (rules/policy/scoring.toml).
+
+Regexes are compiled once at load; a bad regex or a missing level is a load error, not a
+surprise at decision time.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ENVIRONMENTS = ("production", "staging", "development", "test", "local")
+Environment = Literal["production", "staging", "development", "test", "local"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def compile_any(patterns: list[str]) -> re.Pattern[str] | None:
+    """One alternation per list: a single scan instead of one per pattern."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+
+
+def _check_regexes(patterns: list[str]) -> list[str]:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"bad regex {pattern!r}: {error}") from None
+    return patterns
+
+
+class PolicyHeader(Strict):
+    version: str = Field(min_length=1)
+    name: str
+
+
+class Factors(Strict):
+    environment: dict[Environment, int]
+    reversibility: dict[Literal["irreversible", "complex_rollback", "automated_rollback",
+                                "fully_reversible"], int]
+    data_sensitivity: dict[str, int]
+    impact_scope: dict[Literal["multi_region", "system_wide", "multi_service", "single_service",
+                               "single_component"], int]
+    customer_impact: dict[Literal["all_customers", "customer_segment", "internal_users",
+                                  "no_users"], int]
+
+    @model_validator(mode="after")
+    def _points_in_range(self) -> Factors:
+        for name in ("environment", "reversibility", "data_sensitivity", "impact_scope",
+                     "customer_impact"):
+            table: dict[str, int] = getattr(self, name)
+            for key, points in table.items():
+                if not 0 <= points <= 10:
+                    raise ValueError(f"factors.{name}.{key}: points must be 0..10, got {points}")
+        missing = set(ENVIRONMENTS) - set(self.environment)
+        if missing:
+            raise ValueError(f"factors.environment: missing {sorted(missing)}")
+        return self
+
+
+class Threshold(Strict):
+    level: int = Field(ge=0, le=4)
+    min: int = Field(ge=0, le=50)
+    max: int = Field(ge=0, le=50)
+    risk_level: str
+
+
+class PatternSet(Strict):
+    """Per-environment regexes (hostnames, branches, paths, text)."""
+
+    weight: int = Field(ge=0)
+    production: list[str] = []
+    staging: list[str] = []
+    development: list[str] = []
+    test: list[str] = []
+    local: list[str] = []
+
+    @field_validator("production", "staging", "development", "test", "local")
+    @classmethod
+    def _regexes_compile(cls, patterns: list[str]) -> list[str]:
+        return _check_regexes(patterns)
+
+    @cached_property
+    def compiled(self) -> dict[str, re.Pattern[str]]:
+        return {env: rx for env in ENVIRONMENTS
+                if (rx := compile_any(getattr(self, env))) is not None}
+
+
+class EnvVarRules(Strict):
+    names: list[str]
+    weight: int
+    production: str
+    staging: str
+    development: str
+    test: str
+    local: str
+
+    @cached_property
+    def compiled(self) -> dict[str, re.Pattern[str]]:
+        return {env: re.compile(getattr(self, env), re.IGNORECASE) for env in ENVIRONMENTS}
+
+
+class NamespaceRules(Strict):
+    weight: int
+    production: list[str]
+    staging: list[str]
+    development: list[str]
+    test: list[str]
+    local: list[str]
+
+
+class TagRules(Strict):
+    weight: int
+    keys: list[str]
+
+
+class FlagRules(Strict):
+    weight: int
+    production: list[str]
+    weak_production: list[str]
+
+
+class EnvironmentRules(Strict):
+    labels: dict[str, list[str]]
+    min_confidence: float = Field(ge=0, le=1)
+    unknown_assumed: Environment
+    env_vars: EnvVarRules
+    hostnames: PatternSet
+    namespaces: NamespaceRules
+    branches: PatternSet
+    paths: PatternSet
+    tags: TagRules
+    flags: FlagRules
+    text: PatternSet
+
+    @cached_property
+    def label_index(self) -> dict[str, str]:
+        """label -> one of production, production_critical, production_multi_region, staging…"""
+        return {label.lower(): kind for kind, labels in self.labels.items() for label in labels}
+
+
+class MatchRules(Strict):
+    """Exact names (from structured fields) and regexes (over free text)."""
+
+    names: list[str]
+    text: list[str] = []
+    minimum: int | None = Field(default=None, ge=0, le=4)
+    reason: str = ""
+
+    @field_validator("text")
+    @classmethod
+    def _regexes_compile(cls, patterns: list[str]) -> list[str]:
+        return _check_regexes(patterns)
+
+    @cached_property
+    def name_set(self) -> frozenset[str]:
+        return frozenset(normalise_name(n) for n in self.names)
+
+    @cached_property
+    def text_rx(self) -> re.Pattern[str] | None:
+        return compile_any(self.text)
+
+
+class ReadOnlyRules(Strict):
+    names: list[str]
+    write_text: list[str]
+
+    @cached_property
+    def name_set(self) -> frozenset[str]:
+        return frozenset(normalise_name(n) for n in self.names)
+
+    @cached_property
+    def write_rx(self) -> re.Pattern[str] | None:
+        return compile_any(self.write_text)
+
+
+class ImpactRules(Strict):
+    customer_facing_services: list[str]
+    system_wide_components: list[str]
+    multi_service_minimum_services: int = Field(ge=2)
+    multi_region_minimum_regions: int = Field(ge=2)
+    customers_all: int
+    customers_segment: int
+
+    @cached_property
+    def customer_facing_rx(self) -> re.Pattern[str] | None:
+        return compile_any(self.customer_facing_services)
+
+    @cached_property
+    def system_wide_rx(self) -> re.Pattern[str] | None:
+        return compile_any(self.system_wide_components)
+
+
+class Minimums(Strict):
+    production: int
+    production_read_only: int
+    staging: int
+    production_critical: int
+    multi_region_production: int
+    sensitive_data: int
+    customer_facing: int
+    system_wide: int
+    multi_service: int
+
+
+class HardBlockText(Strict):
+    message: str
+
+
+SENSITIVE_CATEGORIES = ("pii", "phi", "financial", "credentials")
+
+
+class ScoringPolicy(Strict):
+    policy: PolicyHeader
+    factors: Factors
+    thresholds: list[Threshold]
+    environment: EnvironmentRules
+    data: dict[str, MatchRules]
+    operations: dict[str, MatchRules]
+    read_only: ReadOnlyRules
+    deploy: MatchRules
+    impact: ImpactRules
+    minimums: Minimums
+    hard_blocks: dict[str, HardBlockText]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScoringPolicy:
+        bands = sorted(self.thresholds, key=lambda t: t.min)
+        if not bands or bands[0].min != 0 or bands[-1].max != 50:
+            raise ValueError("thresholds: bands must cover 0..50")
+        for low, high in zip(bands, bands[1:], strict=False):
+            if high.min != low.max + 1:
+                raise ValueError(f"thresholds: gap or overlap between {low.max} and {high.min}")
+        unknown = set(self.data) - set(self.factors.data_sensitivity)
+        if unknown:
+            raise ValueError(f"data: categories without points {sorted(unknown)}")
+        for needed in SENSITIVE_CATEGORIES:
+            if needed not in self.data:
+                raise ValueError(f"data: missing category {needed}")
+        for needed in ("production", "sensitive_data", "operation"):
+            if needed not in self.hard_blocks:
+                raise ValueError(f"hard_blocks: missing {needed}")
+        return self
+
+    def band(self, score: int) -> Threshold:
+        for threshold in self.thresholds:
+            if threshold.min <= score <= threshold.max:
+                return threshold
+        raise ValueError(f"score {score} outside every band")
+
+
+def normalise_name(name: str) -> str:
+    """`Customer Data`, `customer-data`, `customer_data` are one data-type name."""
+    return re.sub(r"[\s\-./]+", "_", name.strip().lower())
+
+
+def compact(name: str) -> str:
+    """`PCI-DSS`, `pci_dss`, `PCI DSS` -> `pcidss`: how framework names are compared."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())

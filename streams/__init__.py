@@ -1,0 +1,1 @@
+"""The shell: CLI, embedded runner, Faust app, HTTP; thin over rules/ and ledger/."""

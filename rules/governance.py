@@ -123,7 +123,8 @@ class AuditRequirement(_Data):
     def _check(self) -> AuditRequirement:
         _unique(self.fields, "fields")
         _unique(self.destinations, "destinations")
-        if self.error_retention_days is not None and self.error_retention_days < self.retention_days:
+        errors = self.error_retention_days
+        if errors is not None and errors < self.retention_days:
             raise ValueError("error_retention_days must be >= retention_days")
         return self
 
@@ -277,7 +278,8 @@ class RollbackTrigger(_Data):
     @model_validator(mode="after")
     def _check(self) -> RollbackTrigger:
         is_state = self.comparison == "equals"
-        if is_state != (self.threshold_type == "state") or is_state != isinstance(self.threshold, str):
+        typed_as_state = {self.threshold_type == "state", isinstance(self.threshold, str)}
+        if typed_as_state != {is_state}:
             raise ValueError(f"{self.name}: 'equals' needs a state threshold, others a number")
         if self.threshold_type == "baseline_multiplier" and not self.threshold > 0:
             raise ValueError(f"{self.name}: baseline multiplier must be > 0")
@@ -420,7 +422,8 @@ class PermitLifecycle(_Data):
                     reached.add(t.to)
                     frontier.append(t.to)
         if reached != states:
-            raise ValueError(f"states unreachable from {self.initial!r}: {sorted(states - reached)}")
+            lost = sorted(states - reached)
+            raise ValueError(f"states unreachable from {self.initial!r}: {lost}")
         stuck = states - set(self.terminal) - {t.from_ for t in self.transitions}
         if stuck:
             raise ValueError(f"non-terminal states without a way out: {sorted(stuck)}")

@@ -87,9 +87,11 @@ def decode_json(raw: bytes | str, *, limit: int = MAX_EVENT_BYTES) -> Any:
     if size > limit:
         raise InputError("input.oversize", f"input: {size} bytes exceeds the limit of {limit}")
     try:
-        return json.loads(raw)
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError:
         raise InputError("input.undecodable", "input: not UTF-8 text") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise InputError(
             "input.malformed_json", f"input: malformed JSON at line {error.lineno} column "

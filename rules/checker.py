@@ -6,13 +6,15 @@ staging/production (C-1); the non-union hard blocks are reported whenever they a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import Any
 
 from events.payloads import CertificationDecided, FactorScore, MinimumTriggered
 from rules.detect import Findings, detect, sensitive
 from rules.policy import Policy
-from rules.task_facts import TaskFacts, read_task
+from rules.task_facts import IDENTITY_FIELDS, TaskFacts, read_task, task_identity
 
 PERMIT_TYPE_BY_LEVEL = {1: "read_only", 2: "standard_production", 3: "advanced_production",
                         4: "master_production"}
@@ -48,6 +50,13 @@ class Decision:
     tokens: int
     time_limit_minutes: int
     explanation: list[str]
+
+    def for_task(self, task_id: str) -> Decision:
+        """The same decision for another task with the same content."""
+        if task_id == self.decided.task_id:
+            return self
+        return replace(self, decided=self.decided.model_copy(update={"task_id": task_id}),
+                       facts=replace(self.facts, task_id=task_id))
 
     def to_report(self) -> dict[str, Any]:
         """The `certify check` JSON, keeping the seed's paths for masters' scripts."""
@@ -273,11 +282,46 @@ def _hard_blocks(policy: Policy, f: Findings, minimums: list[MinimumTriggered]
     return blocks
 
 
-def decide(task: Any, policy: Policy, task_id: str | None = None) -> Decision:
-    """Certify one task document. Raises events.InputError on malformed input."""
+MEMO_SIZE = 20_000
+_memo: OrderedDict[tuple[str, str], Decision] = OrderedDict()
+
+
+def _content_key(task: Any) -> str | None:
+    """The task minus who/which-one fields: equal keys certify identically (decide is pure)."""
+    if not isinstance(task, dict):
+        return None
+    try:
+        return json.dumps({k: v for k, v in task.items() if k not in IDENTITY_FIELDS},
+                          sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+
+
+def decide(task: Any, policy: Policy, task_id: str | None = None, *, memo: bool = True
+           ) -> Decision:
+    """Certify one task document. Raises events.InputError on malformed input.
+
+    Decisions are memoised by (policy hash, task content without identity fields): masters
+    send the same task shapes over and over, and the answer cannot differ between them.
+    """
+    key = _content_key(task) if memo else None
+    if key is not None:
+        cached = _memo.get((policy.sha256, key))
+        if cached is not None:
+            _memo.move_to_end((policy.sha256, key))
+            return cached.for_task(task_id or task_identity(task))
+    decision = _decide(task, policy, task_id)
+    if key is not None:
+        _memo[(policy.sha256, key)] = decision
+        if len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
+    return decision
+
+
+def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
     facts = read_task(task, task_id)
     gov = policy.governance
-    findings = detect(facts, policy.scoring, policy.framework_keywords, policy.framework_aliases)
+    findings = detect(facts, policy.scoring, policy.framework_text, policy.framework_aliases)
     notes = list(findings.environment.notes) + list(findings.notes)
 
     factors = [

@@ -155,15 +155,15 @@ def _match_categories(facts: TaskFacts, table: dict, names: list[str], text: str
     return found
 
 
-def detect(facts: TaskFacts, policy: ScoringPolicy, framework_keywords: dict[str, list[str]],
+def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]],
            framework_aliases: dict[str, str]) -> Findings:
     environment = detect_environment(facts, policy)
     notes: list[str] = []
     operations_text = " \n".join([facts.text, *(o.lower() for o in facts.operations)])
 
     data = _match_categories(facts, policy.data, facts.data_types, facts.text)
-    known = {n for rules in policy.data.values() for n in rules.name_set}
-    unknown_data = [d for d in facts.data_types if normalise_name(d) not in known]
+    unknown_data = [d for d in facts.data_types
+                    if normalise_name(d) not in policy.known_data_names]
     if unknown_data:
         notes.append(f"data types not recognised: {', '.join(unknown_data)}; scored as internal")
 
@@ -203,11 +203,9 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_keywords: dict[str
             notes.append(f"compliance framework '{name}' not recognised")
         else:
             frameworks.setdefault(canonical, []).append(f"'{name}'")
-    for canonical, keywords in framework_keywords.items():
-        for keyword in keywords:
-            if re.search(rf"\b{re.escape(keyword)}\b", facts.text):
-                frameworks.setdefault(canonical, []).append(f"text '{keyword}'")
-                break
+    for canonical, keyword_rx in framework_text.items():
+        if match := keyword_rx.search(facts.text):
+            frameworks.setdefault(canonical, []).append(f"text '{match.group(0)}'")
 
     return Findings(environment=environment, data=data, unknown_data_types=unknown_data,
                     operations=operations, read_only=read_only, deploys=deploys,

@@ -7,6 +7,7 @@ a decision's `policy.sha256` identifies exactly the rules that made it.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -33,7 +34,7 @@ class Policy:
     scoring: ScoringPolicy
     governance: Governance
     resolutions: Resolutions
-    framework_keywords: dict[str, list[str]] = field(default_factory=dict)
+    framework_text: dict[str, re.Pattern[str]] = field(default_factory=dict)
     framework_aliases: dict[str, str] = field(default_factory=dict)
 
 
@@ -65,12 +66,14 @@ def load_policy(directory: Path = DEFAULT_POLICY_DIR) -> Policy:
     assert isinstance(governance, Governance)
     assert isinstance(resolutions, Resolutions)
     keywords = {name: [k.lower() for k in fw.keywords] for name, fw in governance.compliance.items()}
+    framework_text = {name: re.compile("|".join(rf"\b{re.escape(k)}\b" for k in words))
+                      for name, words in keywords.items() if words}
     aliases = {compact(name): name for name in governance.compliance}
     for name, words in keywords.items():
         aliases.update({compact(word): name for word in words})
     return Policy(version=scoring.policy.version, sha256=digest.hexdigest(), scoring=scoring,
                   governance=governance, resolutions=resolutions,
-                  framework_keywords=keywords, framework_aliases=aliases)
+                  framework_text=framework_text, framework_aliases=aliases)
 
 
 @lru_cache(maxsize=4)

@@ -249,6 +249,10 @@ class ScoringPolicy(Strict):
                 raise ValueError(f"hard_blocks: missing {needed}")
         return self
 
+    @cached_property
+    def known_data_names(self) -> frozenset[str]:
+        return frozenset(n for rules in self.data.values() for n in rules.name_set)
+
     def band(self, score: int) -> Threshold:
         for threshold in self.thresholds:
             if threshold.min <= score <= threshold.max:

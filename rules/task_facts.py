@@ -45,21 +45,6 @@ class TaskFacts:
     extra_fields: list[str] = field(default_factory=list)
 
 
-KNOWN_FIELDS = frozenset({
-    *TEXT_FIELDS, "task_id", "id", "environment", "env", "target_environment", "env_vars",
-    "environment_variables", "hostname", "hostnames", "host", "hosts", "domain", "domains", "url",
-    "namespace", "namespaces", "k8s_namespace", "kubernetes_namespace", "branch", "git_branch",
-    "branches", "paths", "path", "file_paths", "files", "working_directory", "tags", "aws_tags",
-    "production", "critical", "customer_facing", "high_risk", "irreversible", "data_types",
-    "data", "data_classes", "data_classification", "operations", "operation", "operation_type",
-    "services", "service", "services_affected", "components", "component", "regions", "region",
-    "customers_affected", "affected_customers", "customer_impact", "affected_users",
-    "reversibility", "rollback", "rollback_strategy", "compliance", "frameworks",
-    "compliance_requirements", "operation_details", "target", "impact_assessment",
-    "technical_requirements", "master_id", "requested_by",
-})
-
-
 def _where(path: str) -> str:
     return f"task.{path}"
 
@@ -131,11 +116,60 @@ def _label(value: Any, path: str) -> str | None:
     return value.strip().lower() or None
 
 
-def _first(*candidates: tuple[Any, str]) -> tuple[Any, str]:
-    for value, path in candidates:
-        if value is not None:
-            return value, path
-    return None, candidates[0][1]
+# Where each seed spelling of a fact goes: path -> (attribute, kind). Kinds: "text" (free text),
+# "strings" (list), "label" (one lower-case word; the earliest row wins), "mapping", "count",
+# "flag". Nested objects are read through their dotted paths.
+FIELD_TABLE: dict[str, tuple[str, str]] = {
+    **{name: ("text", "text") for name in TEXT_FIELDS},
+    "operation_details.description": ("text", "text"),
+    "environment": ("environment_label", "label"),
+    "env": ("environment_label", "label"),
+    "target_environment": ("environment_label", "label"),
+    "operation_details.environment": ("environment_label", "label"),
+    "target.environment": ("environment_label", "label"),
+    "env_vars": ("env_vars", "mapping"),
+    "environment_variables": ("env_vars", "mapping"),
+    **{name: ("hostnames", "strings") for name in
+       ("hostname", "hostnames", "host", "hosts", "domain", "domains", "url")},
+    **{name: ("namespaces", "strings") for name in
+       ("namespace", "namespaces", "k8s_namespace", "kubernetes_namespace")},
+    **{name: ("branches", "strings") for name in ("branch", "git_branch", "branches")},
+    **{name: ("paths", "strings") for name in
+       ("paths", "path", "file_paths", "files", "working_directory")},
+    "aws_tags": ("tags", "mapping"),
+    "tags": ("tags", "mapping"),
+    **{name: ("flags", "flag") for name in
+       ("production", "critical", "customer_facing", "high_risk", "irreversible")},
+    **{f"impact_assessment.{name}": ("flags", "flag") for name in
+       ("customer_facing", "irreversible")},
+    **{name: ("data_types", "strings") for name in
+       ("data_types", "data", "data_classes", "data_classification")},
+    **{name: ("operations", "strings") for name in
+       ("operations", "operation", "operation_type", "operation_details.operations")},
+    **{name: ("services", "strings") for name in
+       ("services", "service", "services_affected", "operation_details.services_affected",
+        "target.services")},
+    **{name: ("components", "strings") for name in
+       ("components", "component", "target.components", "target.infrastructure")},
+    **{name: ("regions", "strings") for name in
+       ("regions", "region", "target.region", "target.regions")},
+    "customers_affected": ("customers_affected", "count"),
+    "affected_customers": ("customers_affected", "count"),
+    "customer_impact": ("customer_impact_label", "label"),
+    "impact_assessment.affected_users": ("customer_impact_label", "label"),
+    "reversibility": ("reversibility_label", "label"),
+    "impact_assessment.reversibility": ("reversibility_label", "label"),
+    "rollback_strategy": ("rollback_strategy", "label"),
+    "rollback.strategy": ("rollback_strategy", "label"),
+    "technical_requirements.rollback.strategy": ("rollback_strategy", "label"),
+    **{name: ("frameworks", "strings") for name in
+       ("compliance", "frameworks", "compliance_requirements.frameworks")},
+}
+PRIORITY = {path: rank for rank, path in enumerate(FIELD_TABLE)}
+NESTED = frozenset({"operation_details", "target", "impact_assessment", "technical_requirements",
+                    "compliance_requirements", "rollback", "technical_requirements.rollback"})
+IDENTITY_FIELDS = frozenset({"task_id", "id", "master_id", "requested_by"})
+KNOWN_FIELDS = frozenset(path.split(".")[0] for path in FIELD_TABLE) | NESTED | IDENTITY_FIELDS
 
 
 def derive_task_id(task: dict[str, Any]) -> str:
@@ -143,110 +177,83 @@ def derive_task_id(task: dict[str, Any]) -> str:
     return f"task-{digest[:16]}"
 
 
+def _walk(document: dict[str, Any], prefix: str = "") -> Any:
+    """(path, value) for every field we know, descending into the known nested objects."""
+    for key, value in document.items():
+        path = f"{prefix}{key}"
+        if path in FIELD_TABLE:
+            yield path, value
+        if path in NESTED:
+            if isinstance(value, dict):
+                yield from _walk(value, f"{path}.")
+            elif path == "rollback" and isinstance(value, str):
+                yield "rollback.strategy", value
+            elif value is not None:
+                raise InputError("input.schema", f"{_where(path)}: expected an object")
+
+
+def task_identity(task: dict[str, Any]) -> str:
+    given = task.get("task_id", task.get("id"))
+    if given is not None and (isinstance(given, bool) or not isinstance(given, (str, int))):
+        raise InputError("input.schema", "task.task_id: expected text")
+    return str(given) if given not in (None, "") else derive_task_id(task)
+
+
 def read_task(task: Any, task_id: str | None = None) -> TaskFacts:
     if not isinstance(task, dict):
         raise InputError("input.schema", "task: expected a JSON object")
-    details = task.get("operation_details") or {}
-    target = task.get("target") or {}
-    impact = task.get("impact_assessment") or {}
-    technical = task.get("technical_requirements") or {}
-    compliance_req = task.get("compliance_requirements") or {}
-    for name, part in (("operation_details", details), ("target", target),
-                       ("impact_assessment", impact), ("technical_requirements", technical),
-                       ("compliance_requirements", compliance_req)):
-        if not isinstance(part, dict):
-            raise InputError("input.schema", f"{_where(name)}: expected an object")
-
-    task_id_value = task.get("task_id", task.get("id"))
-    if task_id_value is not None and not isinstance(task_id_value, (str, int)):
-        raise InputError("input.schema", "task.task_id: expected text")
     if task_id is None:
-        task_id = str(task_id_value) if task_id_value not in (None, "") else derive_task_id(task)
+        task_id = task_identity(task)
 
-    texts: list[str] = []
-    for name in TEXT_FIELDS:
-        texts += _strings(task.get(name), name)
-    texts += _strings(details.get("description"), "operation_details.description")
-    text = " \n".join(texts)[:MAX_TEXT].lower()
-
-    env_value, env_path = _first((task.get("environment"), "environment"),
-                                 (task.get("env"), "env"),
-                                 (task.get("target_environment"), "target_environment"),
-                                 (details.get("environment"), "operation_details.environment"),
-                                 (target.get("environment"), "target.environment"))
+    lists: dict[str, list[str]] = {}
+    labels: dict[str, tuple[int, str]] = {}
+    mappings: dict[str, dict[str, str]] = {}
     flags: dict[str, bool] = {}
-    for flag in ("production", "critical", "customer_facing", "high_risk", "irreversible"):
-        value = task.get(flag, impact.get(flag))
-        if value is not None:
-            if not isinstance(value, bool):
-                raise InputError("input.schema", f"{_where(flag)}: expected true or false")
-            flags[flag] = value
+    customers: int | None = None
+    for path, value in _walk(task):
+        attribute, kind = FIELD_TABLE[path]
+        if kind in ("text", "strings"):
+            if value is not None:
+                lists.setdefault(attribute, []).extend(_strings(value, path))
+        elif kind == "label":
+            label = _label(value, path)
+            if label and (attribute not in labels or PRIORITY[path] < labels[attribute][0]):
+                labels[attribute] = (PRIORITY[path], label)
+        elif kind == "mapping":
+            mappings.setdefault(attribute, {}).update(_mapping(value, path))
+        elif kind == "flag":
+            if value is not None:
+                if not isinstance(value, bool):
+                    raise InputError("input.schema", f"{_where(path)}: expected true or false")
+                flags[path.rsplit(".", 1)[-1]] = value
+        elif kind == "count":
+            counted = _int(value, path)
+            customers = counted if customers is None else customers
 
-    rollback = task.get("rollback", technical.get("rollback"))
-    strategy = None
-    if isinstance(rollback, dict):
-        strategy = _label(rollback.get("strategy"), "rollback.strategy")
-    elif isinstance(rollback, str):
-        strategy = rollback.strip().lower()
-    strategy = _label(task.get("rollback_strategy"), "rollback_strategy") or strategy
+    def label(attribute: str) -> str | None:
+        return labels[attribute][1] if attribute in labels else None
 
-    customers_value, customers_path = _first(
-        (task.get("customers_affected"), "customers_affected"),
-        (task.get("affected_customers"), "affected_customers"))
-    frameworks = (_strings(task.get("compliance"), "compliance")
-                  + _strings(task.get("frameworks"), "frameworks")
-                  + _strings(compliance_req.get("frameworks"), "compliance_requirements.frameworks"))
-
+    get = lists.get
     return TaskFacts(
         task_id=task_id,
-        text=text,
-        environment_label=_label(env_value, env_path),
-        env_vars=_mapping(task.get("env_vars", task.get("environment_variables")), "env_vars"),
-        hostnames=[h.lower() for h in _strings(task.get("hostname"), "hostname")
-                   + _strings(task.get("hostnames"), "hostnames")
-                   + _strings(task.get("host"), "host") + _strings(task.get("hosts"), "hosts")
-                   + _strings(task.get("domain"), "domain")
-                   + _strings(task.get("domains"), "domains")
-                   + _strings(task.get("url"), "url")],
-        namespaces=[n.lower() for n in _strings(task.get("namespace"), "namespace")
-                    + _strings(task.get("namespaces"), "namespaces")
-                    + _strings(task.get("k8s_namespace"), "k8s_namespace")
-                    + _strings(task.get("kubernetes_namespace"), "kubernetes_namespace")],
-        branches=_strings(task.get("branch"), "branch")
-        + _strings(task.get("git_branch"), "git_branch")
-        + _strings(task.get("branches"), "branches"),
-        paths=_strings(task.get("paths"), "paths") + _strings(task.get("path"), "path")
-        + _strings(task.get("file_paths"), "file_paths") + _strings(task.get("files"), "files")
-        + _strings(task.get("working_directory"), "working_directory"),
-        tags={k.lower(): v.lower() for k, v in
-              {**_mapping(task.get("aws_tags"), "aws_tags"),
-               **_mapping(task.get("tags"), "tags")}.items()},
+        text=" \n".join(get("text", []))[:MAX_TEXT].lower(),
+        environment_label=label("environment_label"),
+        env_vars=mappings.get("env_vars", {}),
+        hostnames=[h.lower() for h in get("hostnames", [])],
+        namespaces=[n.lower() for n in get("namespaces", [])],
+        branches=get("branches", []),
+        paths=get("paths", []),
+        tags={k.lower(): v.lower() for k, v in mappings.get("tags", {}).items()},
         flags=flags,
-        data_types=_strings(task.get("data_types"), "data_types")
-        + _strings(task.get("data"), "data") + _strings(task.get("data_classes"), "data_classes")
-        + _strings(task.get("data_classification"), "data_classification"),
-        operations=_strings(task.get("operations"), "operations")
-        + _strings(task.get("operation"), "operation")
-        + _strings(task.get("operation_type"), "operation_type")
-        + _strings(details.get("operations"), "operation_details.operations"),
-        services=_strings(task.get("services"), "services")
-        + _strings(task.get("service"), "service")
-        + _strings(task.get("services_affected"), "services_affected")
-        + _strings(details.get("services_affected"), "operation_details.services_affected")
-        + _strings(target.get("services"), "target.services"),
-        components=_strings(task.get("components"), "components")
-        + _strings(task.get("component"), "component")
-        + _strings(target.get("components"), "target.components")
-        + _strings(target.get("infrastructure"), "target.infrastructure"),
-        regions=_strings(task.get("regions"), "regions") + _strings(task.get("region"), "region")
-        + _strings(target.get("region"), "target.region")
-        + _strings(target.get("regions"), "target.regions"),
-        customers_affected=_int(customers_value, customers_path),
-        customer_impact_label=_label(task.get("customer_impact", impact.get("affected_users")),
-                                     "customer_impact"),
-        reversibility_label=_label(task.get("reversibility", impact.get("reversibility")),
-                                   "reversibility"),
-        rollback_strategy=strategy,
-        frameworks=frameworks,
+        data_types=get("data_types", []),
+        operations=get("operations", []),
+        services=get("services", []),
+        components=get("components", []),
+        regions=get("regions", []),
+        customers_affected=customers,
+        customer_impact_label=label("customer_impact_label"),
+        reversibility_label=label("reversibility_label"),
+        rollback_strategy=label("rollback_strategy"),
+        frameworks=get("frameworks", []),
         extra_fields=sorted(k for k in task if k not in KNOWN_FIELDS),
     )

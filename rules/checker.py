@@ -16,8 +16,6 @@ from rules.detect import Findings, detect, sensitive
 from rules.policy import Policy
 from rules.task_facts import IDENTITY_FIELDS, TaskFacts, read_task, task_identity
 
-PERMIT_TYPE_BY_LEVEL = {1: "read_only", 2: "standard_production", 3: "advanced_production",
-                        4: "master_production"}
 REVERSIBILITY_LABELS = {
     "irreversible": "irreversible", "none": "irreversible",
     "complex_rollback": "complex_rollback", "complex": "complex_rollback",
@@ -345,20 +343,21 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
     gate = gov.gate(level)
     roles = list(gate.approver_roles)
     artefacts = list(gate.required_artefacts)
-    retention = gov.audit_for(level).retention_days
-    for name in findings.frameworks:
-        framework = gov.compliance[name]
-        roles += [r for r in framework.extra_approver_roles if r not in roles]
-        artefacts += [a for a in framework.required_artefacts if a not in artefacts]
-        retention = max(retention, framework.retention_days)  # C-9: the maximum applicable
-    if "security_operation" in findings.operations and level >= 3 and "security_lead" not in roles:
-        roles.append("security_lead")
+    extra_roles = [r for name in findings.frameworks
+                   for r in gov.compliance[name].extra_approver_roles]
+    if level >= 2:  # operation-specific approvers join union approvals (permit-workflow overrides)
+        extra_roles += [r for op in findings.operations
+                        for r in gov.operation_extra_approvers.get(op, ())]
+    roles += [r for r in dict.fromkeys(extra_roles) if r not in roles]
+    artefacts += [a for name in findings.frameworks
+                  for a in gov.compliance[name].required_artefacts if a not in artefacts]
     audit = gov.audit_for(level)
-    retention_class = audit.retention_class if retention == audit.retention_days else (
-        f"compliance-{retention}d")
+    retention = gov.retention_days(level, findings.frameworks)  # C-9: the longest that applies
+    retention_class = next((name for name, days in gov.retention_classes.items()
+                            if days == retention), f"retain-{retention}d")
     allocation = gov.allocation(level)
     hard_blocks = _hard_blocks(policy, findings, minimums)
-    permit_type = PERMIT_TYPE_BY_LEVEL.get(level)
+    permit_type = gate.permit_type
     if permit_type and level >= 3 and "data_deletion" in findings.operations:
         permit_type = "destructive"
 

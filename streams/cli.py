@@ -139,9 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     psub.add_parser("rebuild", help="drop and rebuild every table from the ledger"
                     ).set_defaults(func=cmd_projections_rebuild)
 
-    from streams import cli_ledger
+    # Each area of the CLI lives in its own module and adds its own subcommands.
+    from streams import cli_kafka, cli_ledger, cli_permits, cli_serve
 
-    cli_ledger.register(sub)
+    for area in (cli_ledger, cli_permits, cli_kafka, cli_serve):
+        area.register(sub)
     return parser
 
 

@@ -7,8 +7,11 @@ surprise at decision time.
 from __future__ import annotations
 
 import re
+import re._parser as re_parser  # the stdlib's own pattern parser, to find required literals
 from functools import cached_property
 from typing import Literal
+
+from re._constants import LITERAL
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,11 +23,47 @@ class Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def compile_any(patterns: list[str]) -> re.Pattern[str] | None:
-    """One alternation per list: a single scan instead of one per pattern."""
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+def required_literal(pattern: str) -> str | None:
+    """The longest run of plain characters every match must contain (e.g. `mail` in
+    `\\be-?mails?\\b`), or None when there is no such run of 2+ characters."""
+    runs, current = [], ""
+    for op, arg in re_parser.parse(pattern):
+        if op is LITERAL:
+            current += chr(arg)
+        else:
+            runs.append(current)
+            current = ""
+    runs.append(current)
+    best = max(runs, key=len).lower()
+    return best if len(best) >= 2 else None
+
+
+class GatedPattern:
+    """An alternation of patterns, searched only when one of their required literals occurs.
+
+    Substring tests run at C speed; most texts contain none of a category's words, so most
+    regex scans are skipped. The answer is the same as the bare regex's: a pattern can only
+    match where its required literal occurs.
+    """
+
+    __slots__ = ("literals", "regex")
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.regex = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+        literals = [required_literal(p) for p in patterns]
+        self.literals = None if None in literals else tuple(set(literals))
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if self.literals is not None:
+            lowered = text.lower()
+            if not any(literal in lowered for literal in self.literals):
+                return None
+        return self.regex.search(text)
+
+
+def compile_any(patterns: list[str]) -> GatedPattern | None:
+    """One gated alternation per list: a single scan instead of one per pattern."""
+    return GatedPattern(patterns) if patterns else None
 
 
 def _check_regexes(patterns: list[str]) -> list[str]:
@@ -88,7 +127,7 @@ class PatternSet(Strict):
         return _check_regexes(patterns)
 
     @cached_property
-    def compiled(self) -> dict[str, re.Pattern[str]]:
+    def compiled(self) -> dict[str, GatedPattern]:
         return {env: rx for env in ENVIRONMENTS
                 if (rx := compile_any(getattr(self, env))) is not None}
 
@@ -164,7 +203,7 @@ class MatchRules(Strict):
         return frozenset(normalise_name(n) for n in self.names)
 
     @cached_property
-    def text_rx(self) -> re.Pattern[str] | None:
+    def text_rx(self) -> GatedPattern | None:
         return compile_any(self.text)
 
 
@@ -177,7 +216,7 @@ class ReadOnlyRules(Strict):
         return frozenset(normalise_name(n) for n in self.names)
 
     @cached_property
-    def write_rx(self) -> re.Pattern[str] | None:
+    def write_rx(self) -> GatedPattern | None:
         return compile_any(self.write_text)
 
 
@@ -190,11 +229,11 @@ class ImpactRules(Strict):
     customers_segment: int
 
     @cached_property
-    def customer_facing_rx(self) -> re.Pattern[str] | None:
+    def customer_facing_rx(self) -> GatedPattern | None:
         return compile_any(self.customer_facing_services)
 
     @cached_property
-    def system_wide_rx(self) -> re.Pattern[str] | None:
+    def system_wide_rx(self) -> GatedPattern | None:
         return compile_any(self.system_wide_components)
 
 

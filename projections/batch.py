@@ -1,0 +1,149 @@
+"""Ledger entries -> one columnar (Arrow) batch, with as little Python per entry as possible.
+
+Per entry Python only reads the envelope's fields and encodes the payload to JSON text; all
+parsing of payloads into typed columns happens in DuckDB (`projections.mapping`). A value that
+Arrow cannot take (an envelope field of the wrong kind, a payload that is not JSON) never fails
+the batch: the batch is rebuilt carefully, and the bad values become a note on that entry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+STAGE_SCHEMA = pa.schema([
+    ("partition", pa.int32()),
+    ("ledger_index", pa.int64()),
+    ("leaf_hash", pa.string()),
+    ("event_id", pa.string()),
+    ("type", pa.string()),
+    ("schema_version", pa.int64()),
+    ("occurred_at", pa.string()),
+    ("producer", pa.string()),
+    ("subject", pa.string()),
+    ("correlation_id", pa.string()),
+    ("causation_id", pa.string()),
+    ("payload", pa.string()),
+    ("note", pa.string()),
+])
+ENVELOPE_TEXT = ("event_id", "type", "occurred_at", "producer", "subject", "correlation_id",
+                 "causation_id")
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+class EntryLike(Protocol):
+    """What the projector needs of a ledger entry (ledger.Entry has it)."""
+
+    partition: int
+    index: int
+    leaf_hash: bytes
+    event: Any
+
+
+@dataclass
+class Batch:
+    """Rows of one batch, and how far each partition got."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    next_index: dict[int, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, entry: EntryLike) -> None:
+        event = entry.event
+        try:
+            get = event.get
+            self.rows.append((
+                entry.partition, entry.index, entry.leaf_hash.hex(), get("event_id"),
+                get("type"), get("schema_version"), get("occurred_at"), get("producer"),
+                get("subject"), get("correlation_id"), get("causation_id"),
+                _encode(get("payload")), None,
+            ))
+        except (AttributeError, TypeError, ValueError, RecursionError):
+            self.rows.append(careful_row(entry))
+        self.next_index[entry.partition] = entry.index + 1
+
+    def extend(self, entries: Iterable[EntryLike]) -> None:
+        for entry in entries:
+            self.add(entry)
+
+    def to_arrow(self) -> pa.Table:
+        try:
+            return _table(self.rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
+            return _table([careful_values(row) for row in self.rows])
+
+
+def _table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(STAGE_SCHEMA)
+    return pa.Table.from_arrays(
+        [pa.array(values, type=f.type) for values, f in zip(columns, STAGE_SCHEMA, strict=True)],
+        schema=STAGE_SCHEMA)
+
+
+def careful_row(entry: EntryLike) -> tuple[Any, ...]:
+    """The slow path for an entry whose event is not a JSON object or whose payload cannot be
+    encoded: keep what can be kept, say what could not."""
+    event = entry.event
+    notes = []
+    if not isinstance(event, dict):
+        notes.append(f"envelope: not a JSON object ({type(event).__name__})")
+        event = {}
+    try:
+        payload = _encode(event.get("payload"))
+    except (TypeError, ValueError, RecursionError) as error:
+        payload = None
+        notes.append(f"payload: not encodable as JSON ({error})")
+    leaf_hash = entry.leaf_hash.hex() if isinstance(entry.leaf_hash, bytes) else str(
+        entry.leaf_hash)
+    row = (entry.partition, entry.index, leaf_hash, event.get("event_id"), event.get("type"),
+           event.get("schema_version"), event.get("occurred_at"), event.get("producer"),
+           event.get("subject"), event.get("correlation_id"), event.get("causation_id"),
+           payload, "; ".join(notes) or None)
+    return careful_values(row)
+
+
+def careful_values(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Coerce envelope values Arrow cannot store as declared; note each one coerced."""
+    values = list(row)
+    notes = [values[12]] if values[12] else []
+    for position, name in enumerate(STAGE_SCHEMA.names[3:12], start=3):
+        value = values[position]
+        if value is None:
+            continue
+        if name == "schema_version":
+            if not (isinstance(value, int) and not isinstance(value, bool)
+                    and -(2**63) <= value < 2**63):
+                notes.append(f"envelope.schema_version: not an integer ({value!r:.40})")
+                values[position] = None
+        elif not isinstance(value, str):
+            notes.append(f"envelope.{name}: not a string ({type(value).__name__})")
+            values[position] = _text(value)
+        elif not _utf8(value):
+            notes.append(f"envelope.{name}: not valid UTF-8 (lone surrogates escaped)")
+            values[position] = _text(value)
+    values[12] = "; ".join(notes) or None
+    return tuple(values)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value: Any) -> str | None:
+    """A printable stand-in for a value of the wrong kind (JSON when possible)."""
+    try:
+        text = value if isinstance(value, str) else _encode(value)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")

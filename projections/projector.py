@@ -1,0 +1,343 @@
+"""Ledger -> DuckDB: incremental catch-up in columnar batches, idempotent by event id.
+
+One batch = one transaction: its `events` rows, its typed rows and the `projection_state`
+move commit together, so a crash leaves either the whole batch or none of it, and the next
+catch-up resumes at the first entry not committed. Replayed entries (same event id) are
+skipped by an anti-join against `events`; `events.event_id` is UNIQUE as a last guard.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+import pyarrow as pa
+
+from projections.batch import Batch, EntryLike
+from projections.mapping import PROJECTIONS, PROJECTORS, Projection
+from projections.schema import SCHEMA_VERSION, ddl
+from projections.source import LedgerDirectory, Source
+
+# Entries per transaction: large enough that per-statement costs vanish (~30 statements per
+# batch), small enough that a batch of large events stays well under a few hundred MB.
+DEFAULT_BATCH_SIZE = 20_000
+
+# DuckDB errors caused by the data of a batch (not by our SQL, not by the disk): the batch is
+# then written entry by entry, and an entry that still fails is kept with a note.
+DATA_ERRORS = (duckdb.ConversionException, duckdb.InvalidInputException,
+               duckdb.ConstraintException, duckdb.OutOfRangeException)
+
+_KNOWN = ", ".join(f"'{name}'" for name in PROJECTORS)
+STAGE_SQL = f"""
+CREATE OR REPLACE TEMP TABLE _new AS
+SELECT * FROM (
+    SELECT coalesce(event_id, 'ledger:' || partition || ':' || ledger_index) AS event_id,
+           type, try_cast(schema_version AS INTEGER) AS schema_version, producer, subject,
+           correlation_id, causation_id, payload, leaf_hash,
+           try_cast(occurred_at AS TIMESTAMPTZ) AS occurred_at, partition, ledger_index,
+           nullif(concat_ws('; ', note,
+               CASE WHEN event_id IS NULL
+                    THEN 'envelope.event_id: missing (keyed by ledger position)' END,
+               CASE WHEN try_cast(occurred_at AS TIMESTAMPTZ) IS NULL
+                    THEN 'envelope.occurred_at: missing or unreadable' END,
+               CASE WHEN type IS NULL THEN 'envelope.type: missing'
+                    WHEN type NOT IN ({_KNOWN})
+                    THEN 'type ' || type || ': unknown, kept in events only' END), '') AS note
+    FROM _batch) AS staged
+WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = staged.event_id)
+{{dedupe}}
+"""
+DEDUPE_SQL = "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY partition, ledger_index) = 1"
+
+
+@dataclass
+class ProjectionStats:
+    """What one catch-up (or rebuild) did."""
+
+    entries: int = 0  # ledger entries read
+    inserted: int = 0  # new rows in `events`
+    duplicates: int = 0  # entries whose event id was already projected
+    noted: int = 0  # inserted rows that carry a note (unknown type, unreadable payload)
+    batches: int = 0
+    seconds: float = 0.0
+    next_index: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Ledger entries per second."""
+        return self.entries / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (f"{self.entries} entries read, {self.inserted} events projected "
+                f"({self.duplicates} duplicates skipped, {self.noted} with notes) in "
+                f"{self.batches} batches, {self.seconds:.2f} s ({self.rate:,.0f} entries/s)")
+
+
+class ProjectionError(Exception):
+    """A projection file that cannot be used as it is; `code` is stable."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _connect(db_path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(db_path), read_only=read_only)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def connect_readonly(db_path: Path | str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection for auditors and reports. DuckDB lets one process write a file;
+    while a projector in another process has it open, read a published snapshot instead."""
+    return _connect(db_path, read_only=True)
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in ddl():
+        con.execute(statement)
+    row = con.execute("SELECT value FROM projection_meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        con.execute("INSERT INTO projection_meta VALUES ('schema_version', ?)",
+                    [str(SCHEMA_VERSION)])
+    elif row[0] != str(SCHEMA_VERSION):
+        raise ProjectionError(
+            f"projection schema version {row[0]} differs from this code's {SCHEMA_VERSION}: "
+            "rebuild it from the ledger (certify projections rebuild)",
+            code="projections.schema_version")
+
+
+class Projector:
+    """The long-running projector: one read-write connection, `catch_up()` as often as liked.
+
+    Readers in the same process use `cursor()`; readers in other processes use
+    `publish_snapshot()` copies (DuckDB allows one writing process per file).
+    """
+
+    def __init__(self, ledger_dir: Path | str, db_path: Path | str, *,
+                 batch_size: int = DEFAULT_BATCH_SIZE, source: Source | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.ledger_dir = Path(ledger_dir)
+        self.db_path = Path(db_path)
+        self.batch_size = batch_size
+        self.source: Source = source if source is not None else LedgerDirectory(self.ledger_dir)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = _connect(self.db_path)
+        try:
+            ensure_schema(self.con)
+        except BaseException:
+            self.con.close()
+            raise
+
+    # ---- reading the ledger ---------------------------------------------------------------
+
+    def next_indexes(self) -> dict[int, int]:
+        """Per partition, the first ledger index not yet projected."""
+        return dict(self.con.execute("SELECT partition, next_index FROM projection_state")
+                    .fetchall())
+
+    def catch_up(self) -> ProjectionStats:
+        """Project every entry appended since the last catch-up, partition by partition."""
+        started = time.perf_counter()
+        stats = ProjectionStats()
+        positions = self.next_indexes()
+        batch = Batch()
+        for partition in self.source.partitions():
+            for entry in self.source.entries(partition, positions.get(partition, 0)):
+                batch.add(entry)
+                if len(batch.rows) >= self.batch_size:
+                    self._commit(batch, stats)
+                    batch = Batch()
+        if batch.rows:
+            self._commit(batch, stats)
+        return self._finish(stats, started)
+
+    def project_entries(self, entries: Iterable[EntryLike]) -> ProjectionStats:
+        """Project entries handed in (e.g. consumed from the ledger topic). Entries below a
+        partition's next index were projected already and are skipped."""
+        started = time.perf_counter()
+        stats = ProjectionStats()
+        positions = self.next_indexes()
+        batch = Batch()
+        for entry in entries:
+            if entry.index < positions.get(entry.partition, 0):
+                stats.entries += 1
+                stats.duplicates += 1
+                continue
+            batch.add(entry)
+            if len(batch.rows) >= self.batch_size:
+                self._commit(batch, stats)
+                batch = Batch()
+        if batch.rows:
+            self._commit(batch, stats)
+        return self._finish(stats, started)
+
+    def _finish(self, stats: ProjectionStats, started: float) -> ProjectionStats:
+        stats.seconds = time.perf_counter() - started
+        stats.next_index = self.next_indexes()
+        return stats
+
+    # ---- writing one batch ----------------------------------------------------------------
+
+    def _commit(self, batch: Batch, stats: ProjectionStats) -> None:
+        try:
+            inserted, noted = self._write(batch.to_arrow(), batch.next_index)
+        except DATA_ERRORS:
+            inserted, noted = self._write_carefully(batch)
+        stats.entries += len(batch.rows)
+        stats.inserted += inserted
+        stats.duplicates += len(batch.rows) - inserted
+        stats.noted += noted
+        stats.batches += 1
+
+    def _write_carefully(self, batch: Batch) -> tuple[int, int]:
+        """Entry by entry; an entry DuckDB still refuses is kept without its payload."""
+        inserted = noted = 0
+        for row in batch.rows:
+            one = Batch(rows=[row], next_index={row[0]: row[1] + 1})
+            try:
+                result = self._write(one.to_arrow(), one.next_index)
+            except DATA_ERRORS as error:
+                note = f"projection: payload refused by DuckDB ({str(error)[:200]})"
+                kept = (*row[:11], None, "; ".join(filter(None, [row[12], note])))
+                one = Batch(rows=[kept], next_index=one.next_index)
+                result = self._write(one.to_arrow(), one.next_index)
+            inserted += result[0]
+            noted += result[1]
+        return inserted, noted
+
+    def _write(self, table: pa.Table, next_index: dict[int, int]) -> tuple[int, int]:
+        con = self.con
+        con.begin()
+        try:
+            con.register("_batch", table)
+            distinct = con.execute("SELECT count(DISTINCT event_id) = count(event_id) "
+                                   "FROM _batch").fetchone()
+            unique = bool(distinct and distinct[0])
+            con.execute(STAGE_SQL.format(dedupe="" if unique else DEDUPE_SQL))
+            present = {t for (t,) in con.execute("SELECT DISTINCT type FROM _new").fetchall()}
+            con.execute("CREATE OR REPLACE TEMP TABLE _notes (event_id VARCHAR, note VARCHAR)")
+            for projection in PROJECTIONS:
+                if present.intersection(projection.types):
+                    _project(con, projection)
+            counts = con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE n.note IS NOT NULL "
+                "OR x.note IS NOT NULL) FROM _new n LEFT JOIN _notes x USING (event_id)"
+            ).fetchone()
+            inserted, noted = (int(counts[0]), int(counts[1])) if counts else (0, 0)
+            con.execute(
+                "INSERT INTO events BY NAME SELECT n.* EXCLUDE (note), "
+                "nullif(concat_ws('; ', n.note, x.note), '') AS note "
+                "FROM _new n LEFT JOIN _notes x USING (event_id)")
+            values = ", ".join(f"({int(p)}, {int(i)}, now())" for p, i in next_index.items())
+            con.execute(
+                f"INSERT INTO projection_state VALUES {values} ON CONFLICT (partition) DO "
+                "UPDATE SET next_index = greatest(next_index, excluded.next_index), "
+                "updated_at = excluded.updated_at")
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        finally:
+            con.unregister("_batch")
+        return inserted, noted
+
+    # ---- readers, snapshots, retention ----------------------------------------------------
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection for a reader in this process (shares the open database)."""
+        cursor = self.con.cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
+        return cursor
+
+    def publish_snapshot(self, target: Path | str) -> Path:
+        """Copy the projections to `target` (atomically replaced) for readers elsewhere."""
+        target = Path(target)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        name = self.con.execute("SELECT current_database()").fetchone()
+        self.con.execute(f"ATTACH '{_sql_text(tmp)}' AS _snapshot")
+        try:
+            self.con.execute(f'COPY FROM DATABASE "{name[0] if name else "main"}" TO _snapshot')
+        finally:
+            self.con.execute("DETACH _snapshot")
+        os.replace(tmp, target)
+        return target
+
+    def apply_retention(self, now: datetime) -> dict[str, int]:
+        from projections.retention import apply_retention_to
+
+        return apply_retention_to(self.con, now)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Projector:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+
+def _project(con: duckdb.DuckDBPyConnection, projection: Projection) -> None:
+    """Read the payloads of one projection's types once, note the unusable ones, insert."""
+    types = ", ".join(f"'{t}'" for t in projection.types)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _src AS SELECT event_id, type, occurred_at, partition, "
+        f"ledger_index, json_transform(payload, '{projection.structure}') AS p "
+        f"FROM _new WHERE type IN ({types})")
+    ok = " AND ".join(["p IS NOT NULL", *(f"p.{name} IS NOT NULL"
+                                          for name in projection.required)])
+    missing = ", ".join(f"CASE WHEN p.{name} IS NULL THEN '{name}' END"
+                        for name in projection.required)
+    con.execute(
+        f"INSERT INTO _notes SELECT event_id, 'payload: not projected into {projection.name}, "
+        f"missing or unreadable: ' || coalesce(concat_ws(', ', {missing}), 'everything') "
+        f"FROM _src WHERE NOT ({ok})")
+    source = f"(SELECT * FROM _src WHERE {ok}) AS src"
+    for table, select in projection.inserts.items():
+        con.execute(f"INSERT INTO {table} BY NAME " + select.format(src=source))
+
+
+def _sql_text(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def project(ledger_dir: Path | str, db_path: Path | str, *,
+            batch_size: int = DEFAULT_BATCH_SIZE) -> ProjectionStats:
+    """Bring `db_path` up to date with the ledger (creating it if needed)."""
+    with Projector(ledger_dir, db_path, batch_size=batch_size) as projector:
+        return projector.catch_up()
+
+
+def rebuild(ledger_dir: Path | str, db_path: Path | str, *,
+            batch_size: int = DEFAULT_BATCH_SIZE, now: datetime | None = None,
+            source: Source | None = None) -> ProjectionStats:
+    """Drop everything and project the whole ledger again.
+
+    Built in a side file and renamed over `db_path` at the end, so readers (and a crash) see
+    either the old projections or the complete new ones. With `now`, retention is applied to
+    the rebuilt file (rows the ledger still holds but retention had removed go again).
+    Needs exclusive use of `db_path`: stop the projector first.
+    """
+    db_path = Path(db_path)
+    side = db_path.with_name(db_path.name + ".rebuild")
+    for leftover in (side, side.with_name(side.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    with Projector(ledger_dir, side, batch_size=batch_size, source=source) as projector:
+        stats = projector.catch_up()
+        if now is not None:
+            projector.apply_retention(now)
+        projector.con.execute("CHECKPOINT")
+    # The old file's write-ahead log belongs to the old file: it must not replay onto the new.
+    db_path.with_name(db_path.name + ".wal").unlink(missing_ok=True)
+    os.replace(side, db_path)
+    return stats

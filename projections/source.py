@@ -1,0 +1,57 @@
+"""Where the projector reads entries: the ledger directory, through the ledger's own reader.
+
+The ledger package is imported lazily, so that projections (and their tests with a stand-in
+source) do not need it at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from projections.batch import EntryLike
+
+_PARTITION_DIR = re.compile(r"^p(\d+)$")
+
+
+class Source(Protocol):
+    def partitions(self) -> list[int]: ...
+
+    def entries(self, partition: int, start: int) -> Iterator[EntryLike]: ...
+
+
+class LedgerDirectory:
+    """The ledger at `directory`: its partitions, and each partition's entries from an index."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def partitions(self) -> list[int]:
+        if not self.directory.is_dir():
+            return []  # nothing appended yet: nothing to project
+        import ledger
+
+        listed = getattr(ledger, "partitions", None)
+        if callable(listed):
+            return sorted(int(p) for p in listed(self.directory))
+        return discover_partitions(self.directory)
+
+    def entries(self, partition: int, start: int) -> Iterator[EntryLike]:
+        from ledger import iter_entries
+
+        return iter_entries(self.directory, partition, start)
+
+
+def discover_partitions(directory: Path) -> list[int]:
+    """Fallback while the ledger has no partition listing: LEDGER.json's count, else p<N>/."""
+    found = {int(m.group(1)) for child in directory.iterdir()
+             if child.is_dir() and (m := _PARTITION_DIR.match(child.name))}
+    try:
+        meta = json.loads((directory / "LEDGER.json").read_text())
+        count = int(meta.get("partitions", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        count = 0
+    return sorted(found | set(range(count)))

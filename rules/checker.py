@@ -47,7 +47,20 @@ class Decision:
     permit_type: str | None
     tokens: int
     time_limit_minutes: int
-    explanation: list[str]
+    level_rule: str
+
+    @property
+    def explanation(self) -> list[str]:
+        """The decision in sentences: each factor's points and rule, the band, each minimum."""
+        d = self.decided
+        lines = [f"{f.factor}: {f.points} points ({f.value}) by {f.rule}"
+                 + (f" from {', '.join(f.evidence)}" if f.evidence else "") for f in d.factors]
+        lines.append(f"score {d.score}/50 -> band L{d.score_level} ({d.risk_level})")
+        lines += [f"minimum L{m.level} by {m.rule}: {m.reason} ({', '.join(m.evidence)})"
+                  for m in d.minimums]
+        lines.append(f"level {d.level} = {self.level_rule}")
+        lines += [f"note: {n}" for n in d.uncertainties]
+        return lines
 
     def for_task(self, task_id: str) -> Decision:
         """The same decision for another task with the same content."""
@@ -106,8 +119,9 @@ class Decision:
 def _factor(policy: Policy, factor: str, value: str, rule_suffix: str, evidence: list[str]
             ) -> FactorScore:
     points = getattr(policy.scoring.factors, factor)[value]
-    return FactorScore(factor=factor, points=points, value=value,
-                       rule=f"factors.{factor}.{value}{rule_suffix}", evidence=evidence)
+    return FactorScore.model_construct(factor=factor, points=points, value=value,
+                                       rule=f"factors.{factor}.{value}{rule_suffix}",
+                                       evidence=evidence)
 
 
 def _score_environment(policy: Policy, f: Findings) -> FactorScore:
@@ -217,7 +231,8 @@ def _minimums(policy: Policy, facts: TaskFacts, f: Findings) -> list[MinimumTrig
     out: list[MinimumTriggered] = []
 
     def add(rule: str, level: int, reason: str, evidence: list[str]) -> None:
-        out.append(MinimumTriggered(rule=rule, level=level, reason=reason, evidence=evidence[:5]))
+        out.append(MinimumTriggered.model_construct(rule=rule, level=level, reason=reason,
+                                                    evidence=evidence[:5]))
 
     live = env in ("production", "staging")
     if env == "production":
@@ -361,7 +376,9 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
     if permit_type and level >= 3 and "data_deletion" in findings.operations:
         permit_type = "destructive"
 
-    decided = CertificationDecided(
+    # Built from validated policy data and our own arithmetic: skip re-validation (hot path);
+    # tests validate every scenario's payload against the model.
+    decided = CertificationDecided.model_construct(
         task_id=facts.task_id,
         worker_type="non-union" if level == 0 else "union",
         level=level, score=score, score_level=band.level, risk_level=band.risk_level,
@@ -377,16 +394,7 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
         environment_confidence=findings.environment.confidence,
         uncertainties=notes, policy_version=policy.version, policy_sha256=policy.sha256,
     )
-    explanation = [
-        f"{f.factor}: {f.points} points ({f.value}) by {f.rule}"
-        + (f" from {', '.join(f.evidence)}" if f.evidence else "") for f in factors
-    ]
-    explanation.append(f"score {score}/50 -> band L{band.level} ({band.risk_level})")
-    explanation += [f"minimum L{m.level} by {m.rule}: {m.reason} ({', '.join(m.evidence)})"
-                    for m in minimums]
-    explanation.append(f"level {level} = {level_rule}")
-    explanation += [f"note: {n}" for n in notes]
     return Decision(decided=decided, facts=facts, findings=findings,
                     hard_block_messages=hard_blocks, permit_type=permit_type,
                     tokens=allocation.tokens, time_limit_minutes=allocation.time_limit_minutes,
-                    explanation=explanation)
+                    level_rule=level_rule)

@@ -260,6 +260,16 @@ def test_scenario(task, expect):
         assert expect["role"] in d.approver_roles
 
 
+def test_every_decision_payload_validates_against_its_model():
+    """The checker builds its payload without re-validation; prove each one is valid."""
+    from events.payloads import CertificationDecided
+
+    policy = default_policy()
+    for param in SCENARIOS:
+        payload = decide(param.values[0], policy, memo=False).decided.model_dump(mode="json")
+        assert CertificationDecided.model_validate(payload).model_dump(mode="json") == payload
+
+
 def test_scenario_table_is_large_enough():
     assert len(SCENARIOS) >= 60
 

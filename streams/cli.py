@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from events import InputError, decode_json, utc_now
+from ledger import LedgerError
 from rules.policy import PolicyError, default_policy, load_policy
 from streams.config import Settings, load_settings
 
@@ -158,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolicyError as error:
         print(f"certify: policy: {error}", file=sys.stderr)
         return EXIT_ENV
+    except LedgerError as error:
+        print(f"certify: {error.code}: {error.message}", file=sys.stderr)
+        return EXIT_INPUT if error.code == "ledger.bad_argument" else EXIT_ENV
     except CliError as error:
         print(f"certify: {error}", file=sys.stderr)
         return error.exit_code

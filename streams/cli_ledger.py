@@ -3,8 +3,135 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+
+from ledger import Ledger, SigningKey, VerificationError, verify
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # filled in when the ledger API lands
-    sub.add_parser("ledger", help="verify, checkpoint, prove, export")
-    sub.add_parser("keys", help="generate, rotate, show the ledger signing key")
+def _settings(args: argparse.Namespace):
+    from streams.cli import _settings as settings
+
+    return settings(args)
+
+
+def _trusted(args: argparse.Namespace) -> list[str] | None:
+    """Trust anchors: --trust VKEY (repeatable), else our own public key if we hold it."""
+    if args.trust:
+        return list(args.trust)
+    settings = _settings(args)
+    if settings.signing_key_path.exists():
+        return [SigningKey.load(settings.signing_key_path).vkey()]
+    return None  # trust on first use: the report says it is not anchored
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    since = Path(args.since_checkpoint).read_text() if args.since_checkpoint else None
+    try:
+        report = verify(settings.ledger_dir, trusted=_trusted(args), partition=args.partition,
+                        since_checkpoint=since, allow_unsigned_tail=args.allow_unsigned_tail)
+    except VerificationError as error:
+        d = error.diagnostics()
+        print(f"certify: ledger NOT sound: partition {d.get('partition')}, first bad index "
+              f"{d.get('index')}: {d.get('reason', error.code)}: {error.message}",
+              file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for part in report.partitions:
+        print(f"partition {part.partition}: {part.size} entries sound "
+              f"(checked from {part.verified_from}), {part.checkpoints} checkpoints, "
+              f"latest signed size {part.checkpoint_size}")
+    anchor = "anchored to the given key" if report.anchored else (
+        "NOT anchored (no trusted key given: trusted the genesis key on first use)")
+    print(f"ledger sound: {report.entries} entries verified, {anchor}")
+    return 0
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    report = verify(settings.ledger_dir, trusted=_trusted(args), partition=args.partition,
+                    allow_unsigned_tail=True)
+    note = report.partitions[0].latest_checkpoint
+    if note is None:
+        print(f"certify: partition {args.partition} has no signed checkpoint yet",
+              file=sys.stderr)
+        return 1
+    sys.stdout.write(note if note.endswith("\n") else note + "\n")
+    return 0
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    key = SigningKey.generate(args.name or settings.key_name)
+    path = Path(args.out) if args.out else settings.signing_key_path
+    key.save(path)
+    print(key.vkey())
+    print(f"private key written to {path} (0600)", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    path = Path(args.key) if args.key else settings.signing_key_path
+    print(SigningKey.load(path).vkey())
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """New key; the rotation is a ledger event on every partition, signed by the outgoing key."""
+    settings = _settings(args)
+    old_path = settings.signing_key_path
+    old = SigningKey.load(old_path)
+    new = SigningKey.generate(old.name)
+    staged = old_path.with_suffix(".next")
+    new.save(staged, overwrite=True)
+    ledger = Ledger.open(settings.ledger_dir, signer=old, origin=settings.origin,
+                         partitions=settings.partitions)
+    try:
+        ledger.rotate_key(new)
+    finally:
+        ledger.close()
+    retired = old_path.with_suffix(f".retired-{old.key_id_hex}")
+    old_path.rename(retired)
+    staged.rename(old_path)
+    print(new.vkey())
+    print(f"rotated: {old.vkey()} -> {new.vkey()}; old key kept at {retired}", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ledger = sub.add_parser("ledger", help="verify, checkpoint, prove, export")
+    lsub = ledger.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    p = lsub.add_parser("verify", help="check every hash, link and signature; exit 1 if not sound")
+    p.add_argument("--partition", type=int)
+    p.add_argument("--since-checkpoint", metavar="FILE",
+                   help="a checkpoint kept from an earlier audit: verify from there on")
+    p.add_argument("--trust", action="append", metavar="VKEY",
+                   help="verifier key to trust (name+keyid+base64); default: our own key")
+    p.add_argument("--allow-unsigned-tail", action="store_true",
+                   help="accept entries after the last checkpoint (a ledger being written)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = lsub.add_parser("checkpoint", help="the latest signed checkpoint, as text")
+    p.add_argument("--partition", type=int, default=0)
+    p.add_argument("--trust", action="append", metavar="VKEY")
+    p.set_defaults(func=cmd_checkpoint)
+
+    keys = sub.add_parser("keys", help="generate, rotate, show the ledger signing key")
+    ksub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = ksub.add_parser("generate", help="a new Ed25519 signing key (0600, outside the repo)")
+    p.add_argument("--name", help="key name (default CERTIFY_KEY_NAME)")
+    p.add_argument("--out", help="where to write it (default: the key dir)")
+    p.set_defaults(func=cmd_keys_generate)
+    p = ksub.add_parser("show", help="print the verifier key: name+keyid+base64key")
+    p.add_argument("--key", help="key file (default: the ledger signing key)")
+    p.set_defaults(func=cmd_keys_show)
+    ksub.add_parser("rotate", help="new key; the rotation is recorded in the ledger, signed by "
+                    "the outgoing key").set_defaults(func=cmd_keys_rotate)

@@ -287,6 +287,11 @@ class RollbackTrigger(_Data):
             raise ValueError(f"{self.name}: cannot be both automatic and alert_only")
         if (self.approval == "none") != (self.automatic or self.alert_only):
             raise ValueError(f"{self.name}: a non-automatic rollback trigger needs an approval")
+        if self.window_seconds is not None and (self.sustained_seconds or self.consecutive):
+            raise ValueError(f"{self.name}: a counting window cannot also be sustained or "
+                             "consecutive")
+        if is_state and self.window_seconds is not None:
+            raise ValueError(f"{self.name}: a state trigger cannot count within a window")
         return self
 
 
@@ -309,6 +314,45 @@ class VerificationEscalationStep(_Data):
     role: Name
     timeout_minutes: Positive
     action: Name
+
+
+class TriggerEvaluation(_Data):
+    """How the trigger engine reads a stream of samples (rules/triggers.py; docs/rollback.md).
+    Ours: the seed names thresholds and windows but not these mechanics."""
+
+    no_data_after_intervals: PositiveInt = 3  # no sample for N x check interval -> "no data"
+    min_samples: PositiveInt = 3  # a sustained window needs at least this many samples
+    rearm_healthy_seconds: PositiveInt = 300  # a fired trigger re-arms after this long healthy
+    max_evidence_samples: PositiveInt = 20  # crossing samples kept as evidence (the latest)
+    max_window_points: PositiveInt = 1000  # count-window samples kept per key and trigger
+
+
+class OverrideBound(_Data):
+    """How far a permit may move a trigger threshold: tightening down to `min` (greater_than)
+    and loosening up to `max`; for less_than triggers the directions swap."""
+
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _check(self) -> OverrideBound:
+        if self.min > self.max:
+            raise ValueError("override bound min > max")
+        return self
+
+
+class RollbackPaging(_Data):
+    """Who is paged for what the trigger engine and the tracker find (ours, see docs/rollback.md;
+    the incident commander may authorise a rollback per rollback-plans.json)."""
+
+    alert_roles: Names = ("engineer_on_call",)  # alert-only triggers
+    no_data_roles: Names = ("sre",)  # a metric went silent, or a baseline is missing
+    approval_roles: dict[Literal["manual", "manual_review", "executive"], Names] = Field(
+        default_factory=lambda: {"manual": ("incident_commander",),
+                                 "manual_review": ("incident_commander",),
+                                 "executive": ("engineering_director", "cto")})
+    sla_breach_roles: Names = ("incident_commander",)
+    repeated_breach_roles: Names = ("engineering_director",)
 
 
 class RollbackAudit(_Data):
@@ -335,6 +379,9 @@ class RollbackPolicy(_Data):
     sla_breaches_before_escalation: PositiveInt
     sla_breach_window_days: PositiveInt
     audit: RollbackAudit
+    trigger_evaluation: TriggerEvaluation = TriggerEvaluation()
+    permit_override_bounds: dict[str, OverrideBound] = Field(default_factory=dict)
+    paging: RollbackPaging = RollbackPaging()
 
     @field_validator("levels")
     @classmethod
@@ -349,6 +396,13 @@ class RollbackPolicy(_Data):
         unknown = sorted(set(self.permit_threshold_overrides.values()) - names)
         if unknown:
             raise ValueError(f"permit_threshold_overrides name unknown triggers {unknown}")
+        for constraint, bound in self.permit_override_bounds.items():
+            if constraint not in self.permit_threshold_overrides:
+                raise ValueError(f"permit_override_bounds.{constraint}: not a permit override")
+            default = self.trigger(self.permit_threshold_overrides[constraint]).threshold
+            if not (isinstance(default, float | int) and bound.min <= default <= bound.max):
+                raise ValueError(f"permit_override_bounds.{constraint}: the policy threshold "
+                                 f"{default} lies outside [{bound.min}, {bound.max}]")
         if sorted(a.name for a in self.automation_levels) != sorted(get_args(Automation)):
             raise ValueError("automation_levels must define each automation level once")
         evidence: set[str] = set()
@@ -375,6 +429,13 @@ class RollbackPolicy(_Data):
             if t.name == name:
                 return t
         raise KeyError(f"unknown rollback trigger {name!r}")
+
+    def override_constraint(self, trigger: str) -> str | None:
+        """The permit constraint (e.g. max_error_rate) that may set this trigger's threshold."""
+        for constraint, name in self.permit_threshold_overrides.items():
+            if name == trigger:
+                return constraint
+        return None
 
     def effective_sla_minutes(self, level: int, operation: str | None = None) -> float | None:
         """C-15: the stricter (smaller) of the level SLA and the operation-type SLA."""

@@ -221,6 +221,11 @@ class _PartitionVerifier:
         for size, (_, where) in sorted(checks.items()):
             if size > expected:
                 raise self.fail("truncated", expected, f"{where} covers {size} entries, found {expected}")
+            if size > cp_size and where == "checkpoint file":
+                # The writer fsyncs a checkpoint frame before it copies it to the file, so a
+                # copy newer than the last frame means frames were cut off.
+                raise self.fail("truncated", expected,
+                                f"{where} is at {size}, the last checkpoint frame at {cp_size}")
         self._check_anchors(start)
         if expected > cp_size and not self.allow_unsigned_tail:
             raise self.fail("unsigned_tail", cp_size,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Level = int  # 0 (non-union) .. 4 (master union); validated where it matters with ge/le
 
@@ -192,11 +192,32 @@ class PostExecutionReview(Payload):
 
 
 class MetricSample(Payload):
+    """One reading: a number (`value`) or, for state metrics such as health_check_status, a
+    text (`state`: "failed", "inconsistent", "critical"). A non-numeric text sent as `value`
+    is read as the state. Labels `baseline: "true"` mark the key's baseline for the metric."""
+
     key: str  # permit id or deployment id the sample belongs to
     metric: str
-    value: float
+    value: float | None = Field(default=None, allow_inf_nan=False)
     observed_at: datetime
     labels: dict[str, str] = Field(default_factory=dict)
+    state: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_value_is_a_state(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("value"), str) and "state" not in data:
+            try:
+                float(data["value"])
+            except ValueError:
+                return {**data, "state": data["value"], "value": None}
+        return data
+
+    @model_validator(mode="after")
+    def _one_reading(self) -> MetricSample:
+        if (self.value is None) == (self.state is None):
+            raise ValueError("a sample needs exactly one of value (a number) or state (a text)")
+        return self
 
 
 class AlertReceived(OpenPayload):
@@ -206,7 +227,9 @@ class AlertReceived(OpenPayload):
 
 
 class RollbackEvent(Payload):
-    """triggered (with evidence), commanded, started, step, completed, failed, verified."""
+    """triggered (with evidence), commanded, started, step, completed, failed, verified.
+
+    rules/rollback_tracking.py folds these; docs/rollback.md says who sends which stage."""
 
     rollback_id: str
     permit_id: str | None
@@ -215,14 +238,29 @@ class RollbackEvent(Payload):
     evidence: dict[str, Any] = Field(default_factory=dict)
     step: str | None = None
     sla_minutes: float | None = None
+    key: str | None = None  # the monitored key (permit or deployment id)
+    level: Level | None = Field(default=None, ge=0, le=4)
+    operation_type: str | None = None  # e.g. application_deployment (its SLA, C-15)
+    approval: str | None = None  # triggered: "none" when automatic, else the approval awaited
+    scope: str | None = None  # commanded: "full" or a partial scenario of the plan
+    phases: list[str] = Field(default_factory=list)  # commanded: the plan phases to run
+    regions: list[str] = Field(default_factory=list)  # commanded (L4): regions in parallel
+    region: str | None = None  # started / step / completed / verified / failed per region
+    passed: bool | None = None  # verified: False = verification failed
+    decided_at: datetime | None = None  # commanded: when a human decided (before approval)
+    actor: str | None = None
+    reason: str = ""
 
 
 class EscalationRaised(Payload):
-    subject_kind: Literal["permit", "rollback", "override", "approval"]
-    subject_id: str
+    subject_kind: Literal["permit", "rollback", "override", "approval", "monitor"]
+    subject_id: str  # for "monitor": the monitored key
     reason: str
     escalate_to: list[str]
     severity: Literal["low", "medium", "high", "critical"]
+    code: str | None = None  # stable, e.g. "rollback.sla_breach", "trigger.alert"
+    actions: list[str] = Field(default_factory=list)  # e.g. the level's breach consequences
+    details: dict[str, Any] = Field(default_factory=dict)  # evidence, deadlines, stage
 
 
 class ViolationRecorded(Payload):

@@ -19,9 +19,25 @@ from ledger.errors import (
     ProofError,
     VerificationError,
 )
+from ledger.export import export_jsonl, export_parquet
 from ledger.keys import SigningKey, VerifierKey
+from ledger.keystore import (
+    check_key_location,
+    default_key_path,
+    keys_generate,
+    keys_rotate,
+    keys_show,
+)
 from ledger.layout import Entry
 from ledger.partitioner import partition_for
+from ledger.proofs import (
+    consistency_proof,
+    inclusion_proof,
+    latest_checkpoint,
+    latest_checkpoints,
+    tlog_proof,
+    verify_tlog_proof,
+)
 from ledger.reader import iter_entries
 from ledger.verify import PartitionReport, VerifyReport, verify
 
@@ -42,7 +58,20 @@ __all__ = [
     "VerifierKey",
     "PartitionReport",
     "VerifyReport",
+    "check_key_location",
+    "consistency_proof",
+    "default_key_path",
+    "export_jsonl",
+    "export_parquet",
+    "inclusion_proof",
     "iter_entries",
+    "keys_generate",
+    "keys_rotate",
+    "keys_show",
+    "latest_checkpoint",
+    "latest_checkpoints",
     "partition_for",
+    "tlog_proof",
     "verify",
+    "verify_tlog_proof",
 ]

@@ -53,6 +53,10 @@ def cols(*names: str) -> str:
 SCOPE = {"operations": VL, "services": VL, "environment": V, "data_classes": VL, "regions": VL,
          "not_before": V, "not_after": V}
 
+# The operation's name, whichever key the worker used for it.
+OPERATION_NAME = """coalesce(p.operation->>'$.operation', p.operation->>'$.operation_type',
+    p.operation->>'$.name', p.operation->>'$.type', p.operation->>'$.action')"""
+
 TRANSITION_TYPES = tuple(
     name for name, model in EVENT_TYPES.items()
     if name.startswith("permit.") and model.__name__ == "PermitTransition"
@@ -103,13 +107,13 @@ PROJECTIONS: tuple[Projection, ...] = (
         "permit_requests", ("permit.requested",),
         {"permit_id": V, "permit_type": V, "task_id": V, "decision_event_id": V, "level": I,
          "requested_by": V, "worker_id": V, "justification": V, "rollback_plan": J,
-         "request_sha256": V, "scope": J},
+         "constraints": J, "request_sha256": V, "scope": J},
         ("permit_id",),
         {
             "permit_requests": f"""SELECT {LEDGER}, {cols(
                 'permit_id', 'permit_type', 'task_id', 'decision_event_id', 'level',
                 'requested_by', 'worker_id', 'justification', 'rollback_plan',
-                'request_sha256', 'scope')},
+                'constraints', 'request_sha256', 'scope')},
                 s.environment AS environment, s.operations AS operations,
                 s.services AS services, s.data_classes AS data_classes, s.regions AS regions,
                 try_cast(s.not_before AS TIMESTAMPTZ) AS not_before,
@@ -121,6 +125,22 @@ PROJECTIONS: tuple[Projection, ...] = (
                 NULL AS from_state, 'requested' AS to_state, p.justification AS reason,
                 p.requested_by AS actor, NULL AS details FROM {{src}}""",
         },
+    ),
+    Projection(
+        "permit_refusals", ("permit.request_refused",),
+        {"permit_id": V, "requested_by": V, "code": V, "message": V, "request": J}, ("code",),
+        {"permit_refusals": f"""SELECT {LEDGER}, {cols(
+            'permit_id', 'requested_by', 'code', 'message', 'request')} FROM {{src}}"""},
+    ),
+    Projection(
+        "permit_followups", ("permit.renewal_requested", "permit.closure_requested"),
+        {"permit_id": V, "requested_by": V, "extension_hours": F, "justification": V,
+         "summary": J},
+        ("permit_id",),
+        {"permit_followups": f"""SELECT {LEDGER}, {cols(
+            'permit_id', 'requested_by', 'extension_hours', 'justification', 'summary')},
+            CASE type WHEN 'permit.renewal_requested' THEN 'renewal' ELSE 'closure' END AS kind
+            FROM {{src}}"""},
     ),
     Projection(
         "permit_transitions", TRANSITION_TYPES,
@@ -162,15 +182,23 @@ PROJECTIONS: tuple[Projection, ...] = (
             {ts('valid_from')}, {ts('valid_until')} FROM {{src}}"""},
     ),
     Projection(
+        "authorization_requests", ("authorization.requested",),
+        {"request_id": V, "worker": J, "permit_id": V, "operation": J, "task": J},
+        ("request_id",),
+        {"authorization_requests": f"""SELECT {LEDGER}, {cols(
+            'request_id', 'worker', 'permit_id', 'operation', 'task')},
+            coalesce(p.worker->>'$.worker_id', p.worker->>'$.id') AS worker_id,
+            {OPERATION_NAME} AS operation_name FROM {{src}}"""},
+    ),
+    Projection(
         "operations", ("operation.authorized",),
         {"worker_id": V, "permit_id": V, "operation": J, "allowed": B, "reason_code": V,
-         "message": V},
+         "message": V, "request_id": V, "required_level": I, "audit": J},
         ("worker_id", "allowed"),
         {"operations": f"""SELECT {LEDGER}, {cols(
-            'worker_id', 'permit_id', 'operation', 'allowed', 'reason_code', 'message')},
-            coalesce(p.operation->>'$.operation', p.operation->>'$.name',
-                     p.operation->>'$.type', p.operation->>'$.action') AS operation_name
-            FROM {{src}}"""},
+            'worker_id', 'permit_id', 'operation', 'allowed', 'reason_code', 'message',
+            'request_id', 'required_level', 'audit')},
+            {OPERATION_NAME} AS operation_name FROM {{src}}"""},
     ),
     Projection(
         "executions", ("execution.reported",),
@@ -194,9 +222,10 @@ PROJECTIONS: tuple[Projection, ...] = (
     ),
     Projection(
         "metric_samples", ("metric.sample",),
-        {"key": V, "metric": V, "value": F, "observed_at": V, "labels": J},
+        {"key": V, "metric": V, "value": F, "state": V, "observed_at": V, "labels": J},
         ("key", "metric"),
-        {"metric_samples": f"""SELECT {LEDGER}, {cols('key', 'metric', 'value', 'labels')},
+        {"metric_samples": f"""SELECT {LEDGER}, {cols('key', 'metric', 'value', 'state',
+                                                      'labels')},
             {ts('observed_at')} FROM {{src}}"""},
     ),
     Projection(
@@ -209,36 +238,64 @@ PROJECTIONS: tuple[Projection, ...] = (
     Projection(
         "rollbacks", ("rollback.event",),
         {"rollback_id": V, "permit_id": V, "stage": V, "trigger": V, "evidence": J,
-         "step": V, "sla_minutes": F},
+         "step": V, "sla_minutes": F, "key": V, "level": I, "operation_type": V,
+         "approval": V, "scope": V, "phases": VL, "regions": VL, "region": V, "passed": B,
+         "decided_at": V, "actor": V, "reason": V},
         ("rollback_id", "stage"),
         {"rollbacks": f"""SELECT {LEDGER}, {cols(
             'rollback_id', 'permit_id', 'stage', 'trigger', 'evidence', 'step',
-            'sla_minutes')} FROM {{src}}"""},
+            'sla_minutes', 'key', 'level', 'operation_type', 'approval', 'scope', 'phases',
+            'regions', 'region', 'passed', 'actor', 'reason')}, {ts('decided_at')}
+            FROM {{src}}"""},
     ),
     Projection(
         "escalations", ("escalation.raised",),
-        {"subject_kind": V, "subject_id": V, "reason": V, "escalate_to": VL, "severity": V},
+        {"subject_kind": V, "subject_id": V, "reason": V, "escalate_to": VL, "severity": V,
+         "code": V, "actions": VL, "details": J},
         ("subject_kind", "subject_id"),
         {"escalations": f"""SELECT {LEDGER}, {cols(
-            'subject_kind', 'subject_id', 'reason', 'escalate_to', 'severity')}
+            'subject_kind', 'subject_id', 'reason', 'escalate_to', 'severity', 'code',
+            'actions', 'details')}
             FROM {{src}}"""},
     ),
     Projection(
         "violations", ("violation.recorded",),
-        {"worker_id": V, "permit_id": V, "rule": V, "message": V, "severity": V, "action": V},
+        {"worker_id": V, "permit_id": V, "rule": V, "message": V, "severity": V, "action": V,
+         "details": J},
         ("rule",),
         {"violations": f"""SELECT {LEDGER}, {cols(
-            'worker_id', 'permit_id', 'rule', 'message', 'severity', 'action')}
+            'worker_id', 'permit_id', 'rule', 'message', 'severity', 'action', 'details')}
             FROM {{src}}"""},
     ),
     Projection(
         "overrides", ("override.event",),
         {"override_id": V, "stage": V, "incident_ticket": V, "commander_id": V,
-         "commander_role": V, "worker_id": V, "level": I, "expires_at": V, "reason": V},
+         "commander_role": V, "worker_id": V, "level": I, "expires_at": V, "reason": V,
+         "trigger": V, "scope": J, "review_due_at": V, "audit": J, "details": J},
         ("override_id", "stage"),
         {"overrides": f"""SELECT {LEDGER}, {cols(
             'override_id', 'stage', 'incident_ticket', 'commander_id', 'commander_role',
-            'worker_id', 'level', 'reason')}, {ts('expires_at')} FROM {{src}}"""},
+            'worker_id', 'level', 'reason', 'trigger', 'scope', 'audit', 'details')},
+            {ts('expires_at')}, {ts('review_due_at')} FROM {{src}}"""},
+    ),
+    Projection(
+        "override_requests", ("override.requested",),
+        # The signed request, as the first row of the override's life: stage `requested`.
+        {"override_id": V, "incident_ticket": V, "trigger": V, "commander_id": V,
+         "commander_role": V, "worker_id": V, "scope": J, "reason": V, "requested_at": V,
+         "request_sha256": V, "key_id": V, "signature": V},
+        ("override_id",),
+        {"overrides": f"""SELECT {LEDGER}, 'requested' AS stage, {cols(
+            'override_id', 'incident_ticket', 'trigger', 'commander_id', 'commander_role',
+            'worker_id', 'scope', 'reason', 'request_sha256', 'key_id', 'signature')},
+            {ts('requested_at')} FROM {{src}}"""},
+    ),
+    Projection(
+        "override_reviews", ("override.review_submitted",),
+        {"override_id": V, "reviewer_id": V, "report": J},
+        ("override_id",),
+        {"overrides": f"""SELECT {LEDGER}, 'review_submitted' AS stage, {cols(
+            'override_id', 'reviewer_id', 'report')} FROM {{src}}"""},
     ),
     Projection(
         "keys", ("key.event",),
@@ -259,11 +316,29 @@ PROJECTIONS: tuple[Projection, ...] = (
             FROM {{src}}"""},
     ),
     Projection(
+        "keys_ledger", ("ledger.key_added", "ledger.key_rotated"),
+        # The ledger's own key registry events (ledger/keyring.py): vkeys are C2SP note keys,
+        # "name+keyid_hex+base64(key)"; a rotation is signed by the outgoing key (sig_old).
+        {"action": V, "new_vkey": V, "old_vkey": V, "sig_new": V, "sig_old": V},
+        ("action", "new_vkey"),
+        {"keys": f"""SELECT {LEDGER}, p.action AS action, p.new_vkey AS vkey,
+            split_part(p.new_vkey, '+', 1) AS key_name,
+            split_part(p.new_vkey, '+', 2) AS key_id,
+            nullif(split_part(p.old_vkey, '+', 2), '') AS previous_key_id,
+            p.sig_old AS rotation_signature FROM {{src}}"""},
+    ),
+    Projection(
         "ledger_truncations", ("ledger.tail_truncated",),
-        {"partition": I, "cut_at_offset": I, "bytes_cut": I, "reason": V},
-        ("partition",),
-        {"ledger_truncations": f"""SELECT {LEDGER}, p.partition AS truncated_partition,
-            {cols('cut_at_offset', 'bytes_cut', 'reason')} FROM {{src}}"""},
+        # Two shapes: events.payloads.LedgerTailTruncated, and what ledger/store.py records
+        # (segment, offset, sha256, quarantine, next_index; the partition is the entry's own).
+        {"partition": I, "cut_at_offset": I, "offset": I, "bytes_cut": I, "reason": V,
+         "segment": V, "sha256": V, "quarantine": V, "next_index": I},
+        ("reason",),
+        {"ledger_truncations": f"""SELECT {LEDGER},
+            coalesce(p.partition, partition) AS truncated_partition,
+            coalesce(p.cut_at_offset, p.offset) AS cut_at_offset,
+            {cols('bytes_cut', 'reason', 'segment', 'sha256', 'quarantine', 'next_index')}
+            FROM {{src}}"""},
     ),
     Projection(
         "erasures", ("subject.erased",),

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 import duckdb
-import pyarrow as pa
 
-from projections.batch import Batch, EntryLike
+from projections.batch import RAW_STAGE_SQL, Batch, EntryLike, RawBatch
 from projections.mapping import PROJECTIONS, PROJECTORS, Projection
 from projections.schema import SCHEMA_VERSION, ddl
-from projections.source import LedgerDirectory, Source
+from projections.source import LedgerDirectory, RawSource, Source
 
 # Entries per transaction: large enough that per-statement costs vanish (~30 statements per
 # batch), small enough that a batch of large events stays well under a few hundred MB.
@@ -51,9 +51,8 @@ SELECT * FROM (
                     THEN 'type ' || type || ': unknown, kept in events only' END), '') AS note
     FROM _batch) AS staged
 WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = staged.event_id)
-{{dedupe}}
+QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY partition, ledger_index) = 1
 """
-DEDUPE_SQL = "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY partition, ledger_index) = 1"
 
 
 @dataclass
@@ -121,13 +120,16 @@ class Projector:
     """
 
     def __init__(self, ledger_dir: Path | str, db_path: Path | str, *,
-                 batch_size: int = DEFAULT_BATCH_SIZE, source: Source | None = None) -> None:
+                 batch_size: int = DEFAULT_BATCH_SIZE, source: Source | None = None,
+                 raw: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.ledger_dir = Path(ledger_dir)
         self.db_path = Path(db_path)
         self.batch_size = batch_size
         self.source: Source = source if source is not None else LedgerDirectory(self.ledger_dir)
+        # Read stored bytes and let DuckDB parse them, when the source can (see RawBatch).
+        self.raw = raw and callable(getattr(self.source, "raw_entries", None))
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.con = _connect(self.db_path)
         try:
@@ -148,16 +150,38 @@ class Projector:
         started = time.perf_counter()
         stats = ProjectionStats()
         positions = self.next_indexes()
-        batch = Batch()
-        for partition in self.source.partitions():
-            for entry in self.source.entries(partition, positions.get(partition, 0)):
-                batch.add(entry)
-                if len(batch.rows) >= self.batch_size:
+        if self.raw:
+            self._catch_up_raw(positions, stats)
+        else:
+            batch = Batch()
+            for partition in self.source.partitions():
+                for entry in self.source.entries(partition, positions.get(partition, 0)):
+                    batch.add(entry)
+                    if len(batch.rows) >= self.batch_size:
+                        self._commit(batch, stats)
+                        batch = Batch()
+            if batch.rows:
+                self._commit(batch, stats)
+        return self._finish(stats, started)
+
+    def _catch_up_raw(self, positions: dict[int, int], stats: ProjectionStats) -> None:
+        source = cast(RawSource, self.source)
+        batch = RawBatch()
+        size = self.batch_size
+        for partition in source.partitions():
+            rows = batch.rows
+            for index, leaf_hash, body in source.raw_entries(partition,
+                                                             positions.get(partition, 0)):
+                rows.append((partition, index, leaf_hash, body))
+                if len(rows) >= size:
+                    batch.next_index[partition] = index + 1
                     self._commit(batch, stats)
-                    batch = Batch()
+                    batch = RawBatch()
+                    rows = batch.rows
+            if rows:
+                batch.next_index[partition] = rows[-1][1] + 1
         if batch.rows:
             self._commit(batch, stats)
-        return self._finish(stats, started)
 
     def project_entries(self, entries: Iterable[EntryLike]) -> ProjectionStats:
         """Project entries handed in (e.g. consumed from the ledger topic). Entries below a
@@ -186,11 +210,12 @@ class Projector:
 
     # ---- writing one batch ----------------------------------------------------------------
 
-    def _commit(self, batch: Batch, stats: ProjectionStats) -> None:
+    def _commit(self, batch: Batch | RawBatch, stats: ProjectionStats) -> None:
         try:
-            inserted, noted = self._write(batch.to_arrow(), batch.next_index)
+            inserted, noted = self._write(batch)
         except DATA_ERRORS:
-            inserted, noted = self._write_carefully(batch)
+            parsed = batch.parsed() if isinstance(batch, RawBatch) else batch
+            inserted, noted = self._write_carefully(parsed)
         stats.entries += len(batch.rows)
         stats.inserted += inserted
         stats.duplicates += len(batch.rows) - inserted
@@ -203,30 +228,30 @@ class Projector:
         for row in batch.rows:
             one = Batch(rows=[row], next_index={row[0]: row[1] + 1})
             try:
-                result = self._write(one.to_arrow(), one.next_index)
+                result = self._write(one)
             except DATA_ERRORS as error:
                 note = f"projection: payload refused by DuckDB ({str(error)[:200]})"
                 kept = (*row[:11], None, "; ".join(filter(None, [row[12], note])))
                 one = Batch(rows=[kept], next_index=one.next_index)
-                result = self._write(one.to_arrow(), one.next_index)
+                result = self._write(one)
             inserted += result[0]
             noted += result[1]
         return inserted, noted
 
-    def _write(self, table: pa.Table, next_index: dict[int, int]) -> tuple[int, int]:
+    def _write(self, batch: Batch | RawBatch) -> tuple[int, int]:
         con = self.con
+        table = batch.to_arrow()
+        next_index = batch.next_index
         con.begin()
         try:
-            con.register("_batch", table)
-            distinct = con.execute("SELECT count(DISTINCT event_id) = count(event_id) "
-                                   "FROM _batch").fetchone()
-            unique = bool(distinct and distinct[0])
-            con.execute(STAGE_SQL.format(dedupe="" if unique else DEDUPE_SQL))
+            if isinstance(batch, RawBatch):
+                con.register("_raw", table)
+                con.execute(RAW_STAGE_SQL)
+            else:
+                con.register("_batch", table)
+            con.execute(STAGE_SQL)
             present = {t for (t,) in con.execute("SELECT DISTINCT type FROM _new").fetchall()}
-            con.execute("CREATE OR REPLACE TEMP TABLE _notes (event_id VARCHAR, note VARCHAR)")
-            for projection in PROJECTIONS:
-                if present.intersection(projection.types):
-                    _project(con, projection)
+            _project(con, [p for p in PROJECTIONS if present.intersection(p.types)])
             counts = con.execute(
                 "SELECT count(*), count(*) FILTER (WHERE n.note IS NOT NULL "
                 "OR x.note IS NOT NULL) FROM _new n LEFT JOIN _notes x USING (event_id)"
@@ -246,7 +271,11 @@ class Projector:
             con.rollback()
             raise
         finally:
-            con.unregister("_batch")
+            if isinstance(batch, RawBatch):
+                con.execute("DROP VIEW IF EXISTS _batch")
+                con.unregister("_raw")
+            else:
+                con.unregister("_batch")
         return inserted, noted
 
     # ---- readers, snapshots, retention ----------------------------------------------------
@@ -287,24 +316,45 @@ class Projector:
         self.close()
 
 
-def _project(con: duckdb.DuckDBPyConnection, projection: Projection) -> None:
-    """Read the payloads of one projection's types once, note the unusable ones, insert."""
-    types = ", ".join(f"'{t}'" for t in projection.types)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _src AS SELECT event_id, type, occurred_at, partition, "
-        f"ledger_index, json_transform(payload, '{projection.structure}') AS p "
-        f"FROM _new WHERE type IN ({types})")
-    ok = " AND ".join(["p IS NOT NULL", *(f"p.{name} IS NOT NULL"
-                                          for name in projection.required)])
-    missing = ", ".join(f"CASE WHEN p.{name} IS NULL THEN '{name}' END"
-                        for name in projection.required)
-    con.execute(
-        f"INSERT INTO _notes SELECT event_id, 'payload: not projected into {projection.name}, "
-        f"missing or unreadable: ' || coalesce(concat_ws(', ', {missing}), 'everything') "
-        f"FROM _src WHERE NOT ({ok})")
-    source = f"(SELECT * FROM _src WHERE {ok}) AS src"
-    for table, select in projection.inserts.items():
-        con.execute(f"INSERT INTO {table} BY NAME " + select.format(src=source))
+def _project(con: duckdb.DuckDBPyConnection, projections: list[Projection]) -> None:
+    """Read each payload once (one struct column per projection), note the payloads that miss
+    a required field, insert the rest into the typed tables."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _notes (event_id VARCHAR, note VARCHAR)")
+    if not projections:
+        return
+    reads = ", ".join(f"CASE WHEN type IN ({_types(p)}) THEN json_transform(payload, "
+                      f"'{p.structure}') END AS p_{p.name}" for p in projections)
+    everything = ", ".join(_types(p) for p in projections)
+    con.execute("CREATE OR REPLACE TEMP TABLE _src AS SELECT event_id, type, occurred_at, "
+                f"partition, ledger_index, {reads} FROM _new WHERE type IN ({everything})")
+    notes = []
+    for p in projections:
+        missing = ", ".join(f"CASE WHEN p.{name} IS NULL THEN '{name}' END"
+                            for name in p.required)
+        notes.append(
+            f"SELECT event_id, 'payload: not projected into {p.name}, missing or unreadable: '"
+            f" || coalesce(concat_ws(', ', {missing}), 'everything') "
+            f"FROM {_rows(p)} WHERE NOT ({_ok(p)})")
+    con.execute("INSERT INTO _notes " + " UNION ALL ".join(notes))
+    for p in projections:
+        source = f"(SELECT * FROM {_rows(p)} WHERE {_ok(p)}) AS src"
+        for table, select in p.inserts.items():
+            con.execute(f"INSERT INTO {table} BY NAME " + select.replace("{src}", source))
+
+
+def _types(projection: Projection) -> str:
+    return ", ".join(f"'{t}'" for t in projection.types)
+
+
+def _rows(projection: Projection) -> str:
+    """The rows of one projection's types in _src, its struct column named `p`."""
+    return (f"(SELECT event_id, type, occurred_at, partition, ledger_index, "
+            f"p_{projection.name} AS p FROM _src WHERE type IN ({_types(projection)})) AS rows")
+
+
+def _ok(projection: Projection) -> str:
+    return " AND ".join(["p IS NOT NULL", *(f"p.{name} IS NOT NULL"
+                                            for name in projection.required)])
 
 
 def _sql_text(path: Path) -> str:

@@ -22,6 +22,7 @@ DEFAULT_RETENTION_DAYS: dict[str, int] = {
     "tasks": 90, "decisions": 90, "factors": 90, "minimums": 90, "task_blocks": 90,
     "reviews": 365,
     "permit_requests": 2555, "permit_transitions": 2555, "approvals": 2555,  # auth.permit.*
+    "permit_refusals": 2555, "permit_followups": 2555, "authorization_requests": 90,
     "operations": 90, "executions": 90, "metric_samples": 30, "alerts": 90,
     "rollbacks": 2555, "escalations": 2555, "violations": 2555, "overrides": 2555,
     "rejected_input": 365,
@@ -36,6 +37,8 @@ LINKS: dict[str, tuple[str, str]] = {
     "task_blocks": ("task_id", "NULL"), "reviews": ("task_id", "NULL"),
     "permit_requests": ("task_id", "permit_id"), "permit_transitions": ("NULL", "permit_id"),
     "approvals": ("NULL", "permit_id"), "operations": ("NULL", "permit_id"),
+    "permit_refusals": ("NULL", "permit_id"), "permit_followups": ("NULL", "permit_id"),
+    "authorization_requests": ("NULL", "permit_id"),
     "executions": ("task_id", "permit_id"), "rollbacks": ("NULL", "permit_id"),
     "violations": ("NULL", "permit_id"),
     "escalations": ("NULL", "CASE WHEN subject_kind = 'permit' THEN subject_id END"),

@@ -23,6 +23,12 @@ class Source(Protocol):
     def entries(self, partition: int, start: int) -> Iterator[EntryLike]: ...
 
 
+class RawSource(Source, Protocol):
+    """A source that can also hand out entries as stored: (index, leaf hash, event bytes)."""
+
+    def raw_entries(self, partition: int, start: int) -> Iterator[tuple[int, bytes, bytes]]: ...
+
+
 class LedgerDirectory:
     """The ledger at `directory`: its partitions, and each partition's entries from an index."""
 
@@ -43,6 +49,16 @@ class LedgerDirectory:
         from ledger import iter_entries
 
         return iter_entries(self.directory, partition, start)
+
+    def raw_entries(self, partition: int, start: int) -> Iterator[tuple[int, bytes, bytes]]:
+        """The ledger's frames as stored (hash-checked by the ledger's reader), events left as
+        canonical JSON bytes for DuckDB to parse: no JSON work in Python."""
+        from ledger.layout import partition_dir
+        from ledger.reader import iter_raw
+
+        pdir = partition_dir(self.directory, partition)
+        for index, leaf_hash, _kind, _prev, body in iter_raw(pdir, partition, start):
+            yield index, leaf_hash, body
 
 
 def discover_partitions(directory: Path) -> list[int]:

@@ -58,6 +58,8 @@ DEFAULT_CHECKPOINT_EVERY = 1_000  # entries
 DEFAULT_CHECKPOINT_INTERVAL_S = 1.0  # no entry stays unsigned longer (if the runner ticks)
 DEFAULT_SEGMENT_BYTES = 128 * 1024 * 1024
 RECENT_IDS = 1 << 17  # where recently appended ids live, for fast duplicate answers
+_LEAF_PACK = LEAF_HEAD.pack
+_FRAME_PACK = FRAME_HEAD.pack
 _ID_NAMESPACE = uuid.UUID("6f1d3c2e-8a41-4f0e-9d5b-2c7a9e4b1f60")
 
 
@@ -257,9 +259,17 @@ class Ledger:
                     actual=ch.last.hex(),
                     size=ch.size,
                 )
-            result = self._write(ch, KIND_EVENT, canonical_json(event), eid)
-            self._after_append(ch)
-            return result
+            index = ch.size
+            tail = _LEAF_PACK(T_ENTRY, LEAF_VERSION, KIND_EVENT, partition, index, ch.last)
+            tail += canonical_json(event)
+            if len(tail) > MAX_TAIL:
+                raise LedgerError("event too large", code="ledger.event_too_large")
+            digest = sha256(tail).digest()
+            ch.store.write(_FRAME_PACK(len(tail), digest) + tail)
+            self._note_appended(ch, eid, digest)
+            if ch.unsigned >= self._every or self._clock() - ch.first_unsigned_at >= self._interval:
+                self._checkpoint(ch)
+            return AppendResult(partition, index, digest, False)
 
     def append_many(self, partition: int, events: Iterable[dict[str, Any]]) -> list[AppendResult]:
         """Append a batch with one write() per checkpoint interval (the fast path)."""
@@ -275,13 +285,12 @@ class Ledger:
                         self._flush_frames(ch, frames)
                     results.append(self._duplicate(eid))
                     continue
-                body = canonical_json(event)
-                tail = LEAF_HEAD.pack(T_ENTRY, LEAF_VERSION, KIND_EVENT, partition, ch.size,
-                                      ch.last) + body
+                tail = _LEAF_PACK(T_ENTRY, LEAF_VERSION, KIND_EVENT, partition, ch.size, ch.last)
+                tail += canonical_json(event)
                 if len(tail) > MAX_TAIL:
                     raise LedgerError("event too large", code="ledger.event_too_large")
                 digest = sha256(tail).digest()
-                frames.append(FRAME_HEAD.pack(len(tail), digest))
+                frames.append(_FRAME_PACK(len(tail), digest))
                 frames.append(tail)
                 results.append(AppendResult(partition, ch.size, digest, False))
                 self._note_appended(ch, eid, digest)

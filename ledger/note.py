@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from ledger.errors import NoteError
 from ledger.keys import SigningKey, VerifierKey
 
 SIG_PREFIX = "\u2014 "
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f]")
 MAX_SIGNATURES = 64
 MAX_NOTE_BYTES = 64 * 1024
 
@@ -43,7 +45,7 @@ def parse_note(note: str) -> tuple[str, list[NoteSignature]]:
     """Split a note into its text and signatures (nothing verified yet)."""
     if len(note.encode()) > MAX_NOTE_BYTES:
         raise NoteError("note is too large")
-    if any(ord(c) < 0x20 and c != "\n" for c in note):
+    if _CONTROL.search(note):
         raise NoteError("note contains control characters")
     cut = note.rfind("\n\n")
     if cut < 0 or not note.endswith("\n"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from dataclasses import asdict, dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -22,15 +23,17 @@ from ledger.errors import LedgerError, NoteError, ProofError, VerificationError
 from ledger.keyring import Keyring, KeyEventError
 from ledger.keys import VerifierKey
 from ledger.layout import (
+    HEAD_SIZE,
     LEAF_HEAD,
     LEAF_HEAD_SIZE,
     LEAF_VERSION,
     T_CHECKPOINT,
     T_ENTRY,
     ZERO_HASH,
+    MAX_TAIL,
+    READ_CHUNK,
     list_segments,
     partition_dir,
-    read_frames,
     read_meta,
 )
 from ledger.merkle import TreeState, inclusion_path, verify_inclusion
@@ -38,6 +41,22 @@ from ledger.note import verify_note
 from ledger.sidefiles import NodeFiles
 
 BATCH = 8192
+_EVENT_HEAD = LEAF_HEAD  # packs the 47-byte header an event entry must have
+_LEN = struct.Struct(">I")
+
+
+class _StreamState:
+    __slots__ = ("cp_count", "cp_size", "expected", "last", "latest", "pending", "skipping",
+                 "start", "tree")
+
+    def __init__(self, start: int, tree: TreeState, last: bytes) -> None:
+        self.start = self.expected = self.cp_size = start
+        self.tree = tree
+        self.last = last
+        self.pending: list[bytes] = []
+        self.cp_count = 0
+        self.latest: str | None = None
+        self.skipping = False
 
 
 @dataclass(frozen=True)
@@ -157,68 +176,17 @@ class _PartitionVerifier:
 
     def _stream(self, segs: list[tuple[int, Path]], start: int, tree: TreeState, last: bytes
                 ) -> PartitionReport:
-        expected = start
-        cp_size = start
-        cp_count = 0
-        latest: str | None = None
-        pending: list[bytes] = []
-        checks = self.checks
-        p = self.p
+        st = _StreamState(start, tree, last)
         first_pos = max((i for i, (f, _) in enumerate(segs) if f <= start), default=0)
-        skipping = start > segs[first_pos][0]  # resuming inside a segment
+        st.skipping = start > segs[first_pos][0]  # resuming inside a segment
         for pos in range(first_pos, len(segs)):
             first, path = segs[pos]
-            is_last = pos == len(segs) - 1
-            if first > expected:
-                raise self.fail("gap", expected, f"segment {path.name} starts at {first}")
-            for off, digest, tail in read_frames(path):
-                if digest is None:
-                    reason = "torn_tail" if is_last and tail == "short" else "bad_frame"
-                    raise self.fail(reason, expected, f"{path.name} byte {off}: frame {tail}")
-                assert isinstance(tail, bytes)
-                if sha256(tail).digest() != digest:
-                    raise self.fail("bad_hash", expected, f"{path.name} byte {off}: hash mismatch")
-                kind = tail[0]
-                if kind == T_ENTRY:
-                    if len(tail) < LEAF_HEAD_SIZE:
-                        raise self.fail("bad_frame", expected, "entry shorter than its header")
-                    _, version, ekind, part, index, prev = LEAF_HEAD.unpack_from(tail)
-                    if skipping:
-                        if index < start:
-                            continue  # before the resume point (same segment)
-                        skipping = False
-                    if version != LEAF_VERSION or ekind > 1:
-                        raise self.fail("bad_frame", expected, f"entry version/kind {version}/{ekind}")
-                    if part != p:
-                        raise self.fail("bad_partition", expected, f"entry says partition {part}")
-                    if index != expected:
-                        reason = "gap" if index > expected else "reordered"
-                        raise self.fail(reason, expected, f"found entry {index}")
-                    if prev != last:
-                        raise self.fail("bad_link", expected, "prev is not the hash of the entry before")
-                    if ekind == 1:
-                        self._key_event(expected, tail[LEAF_HEAD_SIZE:])
-                    pending.append(digest)
-                    last = digest
-                    expected += 1
-                    if expected in checks:
-                        tree.extend(pending)
-                        pending = []
-                        self._check_copy(expected, tree, cp_size)
-                    elif len(pending) >= BATCH:
-                        tree.extend(pending)
-                        pending = []
-                elif kind == T_CHECKPOINT:
-                    if skipping:
-                        continue
-                    tree.extend(pending)
-                    pending = []
-                    note = self._checkpoint(tail, expected, tree, cp_size)
-                    cp_size, cp_count, latest = expected, cp_count + 1, note
-                else:
-                    raise self.fail("bad_frame", expected, f"unknown frame type {kind}")
-        tree.extend(pending)
-        for size, (_, where) in sorted(checks.items()):
+            if first > st.expected:
+                raise self.fail("gap", st.expected, f"segment {path.name} starts at {first}")
+            self._segment(path, pos == len(segs) - 1, st)
+        expected, cp_size = st.expected, st.cp_size
+        st.tree.extend(st.pending)
+        for size, (_, where) in sorted(self.checks.items()):
             if size > expected:
                 raise self.fail("truncated", expected, f"{where} covers {size} entries, found {expected}")
             if size > cp_size and where == "checkpoint file":
@@ -231,9 +199,108 @@ class _PartitionVerifier:
             raise self.fail("unsigned_tail", cp_size,
                             f"{expected - cp_size} entries after the last checkpoint")
         return PartitionReport(
-            self.p, self.origin_p, expected, start, cp_count, cp_size, latest, expected - cp_size,
-            [r.key.vkey() for r in self.keyring.records.values()],
+            self.p, self.origin_p, expected, start, st.cp_count, cp_size, st.latest,
+            expected - cp_size, [r.key.vkey() for r in self.keyring.records.values()],
         )
+
+    def _segment(self, path: Path, is_last: bool, st: _StreamState) -> None:
+        """Check every frame of one segment file (the hot loop: keep it lean)."""
+        p, checks, pending = self.p, self.checks, st.pending
+        expected, last = st.expected, st.last
+        head_of = _EVENT_HEAD.pack
+        unpack_len = _LEN.unpack_from
+        with open(path, "rb", buffering=0) as f:
+            buf, pos, base = b"", 0, 0
+            while True:
+                chunk = f.read(READ_CHUNK)
+                if chunk:
+                    base += pos
+                    buf = buf[pos:] + chunk
+                    pos = 0
+                n = len(buf)
+                view = memoryview(buf)
+                while pos + HEAD_SIZE <= n:
+                    (length,) = unpack_len(buf, pos)
+                    start = pos + HEAD_SIZE
+                    end = start + length
+                    if end > n or length == 0 or length > MAX_TAIL:
+                        if length == 0 or length > MAX_TAIL:
+                            st.expected, st.last = expected, last
+                            raise self.fail("bad_frame", expected,
+                                            f"{path.name} byte {base + pos}: impossible length")
+                        break
+                    digest = buf[pos + 4 : start]
+                    if sha256(view[start:end]).digest() != digest:
+                        raise self.fail("bad_hash", expected,
+                                        f"{path.name} byte {base + pos}: hash mismatch")
+                    if buf[start : start + LEAF_HEAD_SIZE] == head_of(0, 1, 0, p, expected, last):
+                        if st.skipping:  # the resume point itself
+                            st.skipping = False
+                        pending.append(digest)
+                        last = digest
+                        expected += 1
+                        if expected in checks:
+                            st.expected, st.last = expected, last
+                            self._flush(st)
+                            self._check_copy(expected, st.tree, st.cp_size)
+                        elif len(pending) >= BATCH:
+                            st.tree.extend(pending)
+                            pending.clear()
+                    else:
+                        st.expected, st.last = expected, last
+                        self._odd_frame(buf[start:end], digest, st)
+                        expected, last = st.expected, st.last
+                    pos = end
+                if not chunk:
+                    st.expected, st.last = expected, last
+                    if pos < n:
+                        reason = "torn_tail" if is_last else "bad_frame"
+                        raise self.fail(reason, expected,
+                                        f"{path.name} byte {base + pos}: frame cut short")
+                    return
+
+    def _flush(self, st: _StreamState) -> None:
+        st.tree.extend(st.pending)
+        st.pending.clear()
+
+    def _odd_frame(self, tail: bytes, digest: bytes, st: _StreamState) -> None:
+        """Everything but a plain event entry at the expected place: key events, checkpoints,
+        frames skipped while resuming, and every kind of damage."""
+        expected = st.expected
+        kind = tail[0]
+        if kind == T_ENTRY:
+            if len(tail) < LEAF_HEAD_SIZE:
+                raise self.fail("bad_frame", expected, "entry shorter than its header")
+            _, version, ekind, part, index, prev = LEAF_HEAD.unpack_from(tail)
+            if st.skipping:
+                if index < st.start:
+                    return  # before the resume point (same segment)
+                st.skipping = False
+            if version != LEAF_VERSION or ekind > 1:
+                raise self.fail("bad_frame", expected, f"entry version/kind {version}/{ekind}")
+            if part != self.p:
+                raise self.fail("bad_partition", expected, f"entry says partition {part}")
+            if index != expected:
+                reason = "gap" if index > expected else "reordered"
+                raise self.fail(reason, expected, f"found entry {index}")
+            if prev != st.last:
+                raise self.fail("bad_link", expected, "prev is not the hash of the entry before")
+            if ekind == 1:
+                self._key_event(expected, tail[LEAF_HEAD_SIZE:])
+            st.pending.append(digest)
+            st.last = digest
+            st.expected = expected = expected + 1
+            if expected in self.checks:
+                self._flush(st)
+                self._check_copy(expected, st.tree, st.cp_size)
+        elif kind == T_CHECKPOINT:
+            if st.skipping:
+                return
+            self._flush(st)
+            st.latest = self._checkpoint(tail, expected, st.tree, st.cp_size)
+            st.cp_size, st.cp_count = expected, st.cp_count + 1
+        else:
+            raise self.fail("bad_frame", expected, f"unknown frame type {kind}")
 
     def _key_event(self, index: int, body: bytes) -> None:
         try:

@@ -39,13 +39,13 @@ envelopes = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(envelopes)
 def test_event_envelopes_encode_exactly_as_rfc8785(event: dict) -> None:
     assert canonical_json(event) == rfc8785.dumps(event)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_any_json_value_encodes_exactly_as_rfc8785(value: object) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
@@ -78,3 +78,18 @@ def test_values_without_canonical_form_are_refused(value: object) -> None:
     with pytest.raises(LedgerError) as err:
         canonical_json(value)
     assert err.value.code == "ledger.invalid_event"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_print_as_ecmascript_numbers(x: float) -> None:
+    from ledger.canonical import es_number
+
+    assert es_number(x).encode() == rfc8785.dumps(x)
+
+
+@settings(max_examples=200, deadline=None)
+@given(envelopes, st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=5))
+def test_envelopes_with_metric_floats_encode_exactly_as_rfc8785(event: dict, values: list) -> None:
+    event = {**event, "payload": {**event["payload"], "values": values, "ratio": values[0]}}
+    assert canonical_json(event) == rfc8785.dumps(event)

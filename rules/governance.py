@@ -353,6 +353,7 @@ class RollbackPaging(_Data):
                                  "executive": ("engineering_director", "cto")})
     sla_breach_roles: Names = ("incident_commander",)
     repeated_breach_roles: Names = ("engineering_director",)
+    security_incident_roles: Names = ("security_lead", "incident_commander")
 
 
 class RollbackAudit(_Data):

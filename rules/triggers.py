@@ -110,7 +110,8 @@ class Evidence(_Frozen):
     max: float | None = None
     mean: float | None = None
     sum: float | None = None  # count windows: what was compared
-    crossing: tuple[Point, ...] = ()  # the samples that crossed the line (latest first kept)
+    crossing: tuple[Point, ...] = ()  # the samples that crossed the line (the latest kept)
+    source: dict[str, Any] | None = None  # judged elsewhere: the monitoring system's alert
 
 
 class TriggerDecision(_Frozen):
@@ -180,6 +181,10 @@ def continuous(trigger: RollbackTrigger) -> bool:
 
 def triggers_for(metric: str, triggers: Iterable[RollbackTrigger]) -> list[RollbackTrigger]:
     return [t for t in triggers if t.metric == metric]
+
+
+def _t(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _utc(moment: datetime) -> datetime:
@@ -254,7 +259,7 @@ def _no_data(trigger: RollbackTrigger, state: WindowState, now: datetime,
     limit = settings.no_data_after
     at = state.last_at + limit
     reason = (f"no data: no {trigger.metric} sample for {limit.total_seconds():g} s after "
-              f"{state.last_at.isoformat()}; the run is broken, silence never rolls back")
+              f"{_t(state.last_at)}; the run is broken, silence never rolls back")
     evidence = _evidence(trigger, state, effective_threshold(trigger, state.baseline),
                          window_start=state.last_at, window_end=at, count=0)
     return _decision("no_data", trigger, state.key, at, now, reason, evidence)
@@ -456,7 +461,8 @@ def external_fire(state: WindowState | None, key: str, trigger: RollbackTrigger,
         if not healed:
             return state.model_copy(update={"healthy_since": None}), []
     threshold = effective_threshold(trigger, state.baseline)
-    ev = _evidence(trigger, state, threshold, window_end=at, count=0)
+    ev = _evidence(trigger, state, threshold, window_end=at, count=0,
+                   source=dict(evidence) if evidence else None)
     reason = f"{_line(trigger, threshold)} reported by the monitoring system"
     if evidence:
         reason += f" ({', '.join(f'{k}={v}' for k, v in sorted(evidence.items())[:3])})"

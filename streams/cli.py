@@ -79,25 +79,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.summary import print_summary
 
     settings = _settings(args)
+    handle = None
+    if args.events is None:
+        print(f"certify run: built-in sample stream ({args.count} records), "
+              f"data in {settings.data_dir}/", file=sys.stderr)
+        records = ((f"sample:{i + 1}", raw) for i, raw in enumerate(sample_records(args.count)))
+    elif args.events == "-":
+        records = read_lines(sys.stdin.buffer, "stdin")
+    else:
+        try:  # open before anything is created, so a typo leaves no trace behind
+            handle = open(args.events, "rb")  # noqa: SIM115 - closed below
+        except OSError as error:
+            raise InputError("input.unreadable", f"{args.events}: {error.strerror}") from None
+        records = read_lines(handle, args.events)
     runner = EmbeddedRunner(settings, _policy(args))
     try:
-        if args.events is None:
-            print(f"certify run: built-in sample stream ({args.count} records), "
-                  f"data in {settings.data_dir}/", file=sys.stderr)
-            records = ((f"sample:{i + 1}", raw)
-                       for i, raw in enumerate(sample_records(args.count)))
-            summary = runner.process(records, progress=sys.stderr)
-        elif args.events == "-":
-            summary = runner.process(read_lines(sys.stdin.buffer, "stdin"), progress=sys.stderr)
-        else:
-            try:
-                handle = open(args.events, "rb")  # noqa: SIM115 - closed below
-            except OSError as error:
-                raise InputError("input.unreadable", f"{args.events}: {error.strerror}") from None
-            with handle:
-                summary = runner.process(read_lines(handle, args.events), progress=sys.stderr)
+        summary = runner.process(records, progress=sys.stderr)
     finally:
         runner.close()
+        if handle is not None:
+            handle.close()
     return print_summary(summary, settings)
 
 

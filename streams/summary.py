@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 from ledger import LedgerError, verify
 from streams.config import Settings
@@ -14,8 +15,9 @@ LEVEL_NAMES = {0: "non-union", 1: "basic (read-only)", 2: "standard union",
 SHOW_REJECTED = 12
 
 
-def print_summary(summary: Summary, settings: Settings, out=sys.stdout) -> int:
+def print_summary(summary: Summary, settings: Settings, out: TextIO | None = None) -> int:
     """Prints the summary; returns the exit code (1 if the ledger does not verify)."""
+    out = out or sys.stdout
     from projections import connect_readonly
 
     w = out.write

@@ -95,7 +95,7 @@ RAW_STAGE_SQL = f"""
 CREATE OR REPLACE TEMP VIEW _batch AS
 SELECT partition, ledger_index, lower(hex(leaf_hash)) AS leaf_hash, e.event_id, e.type,
        try_cast(e.schema_version AS BIGINT) AS schema_version, e.occurred_at, e.producer,
-       e.subject, e.correlation_id, e.causation_id, e.payload::VARCHAR AS payload,
+       e.subject, e.correlation_id, e.causation_id, e.payload,
        CASE WHEN NOT starts_with(text, '{{') THEN 'envelope: not a JSON object' END AS note
 FROM (SELECT partition, ledger_index, leaf_hash, text,
              json_transform(text, '{_ENVELOPE}') AS e
@@ -105,21 +105,31 @@ FROM (SELECT partition, ledger_index, leaf_hash, text,
 
 @dataclass
 class RawBatch:
-    """Entries as the ledger stores them (index, leaf hash, canonical event bytes): no JSON
-    work in Python at all; DuckDB parses the events."""
+    """Entries as the ledger stores them (index, leaf hash, canonical event bytes), kept as
+    columns: no JSON work in Python at all; DuckDB parses the events."""
 
-    rows: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    indexes: list[int] = field(default_factory=list)
+    hashes: list[bytes] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
     next_index: dict[int, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.indexes)
+
+    @property
+    def rows(self) -> list[tuple[int, int, bytes, bytes]]:
+        return list(zip(self.partitions, self.indexes, self.hashes, self.bodies, strict=True))
 
     def add(self, partition: int, index: int, leaf_hash: bytes, body: bytes) -> None:
-        self.rows.append((partition, index, leaf_hash, body))
+        self.partitions.append(partition)
+        self.indexes.append(index)
+        self.hashes.append(leaf_hash)
+        self.bodies.append(body)
         self.next_index[partition] = index + 1
 
     def to_arrow(self) -> pa.Table:
-        columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * 4
+        columns = (self.partitions, self.indexes, self.hashes, self.bodies)
         return pa.Table.from_arrays(
             [pa.array(values, type=f.type) for values, f in zip(columns, RAW_SCHEMA,
                                                                  strict=True)],

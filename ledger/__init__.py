@@ -39,6 +39,7 @@ from ledger.proofs import (
     verify_tlog_proof,
 )
 from ledger.reader import iter_entries
+from ledger.shred import ShreddedError, SubjectKeyStore, decrypt_field, encrypt_field
 from ledger.verify import PartitionReport, VerifyReport, verify
 
 __all__ = [
@@ -53,14 +54,18 @@ __all__ = [
     "NoteError",
     "PrevMismatchError",
     "ProofError",
+    "ShreddedError",
     "SigningKey",
+    "SubjectKeyStore",
     "VerificationError",
     "VerifierKey",
     "PartitionReport",
     "VerifyReport",
     "check_key_location",
     "consistency_proof",
+    "decrypt_field",
     "default_key_path",
+    "encrypt_field",
     "export_jsonl",
     "export_parquet",
     "inclusion_proof",

@@ -21,6 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -288,9 +290,8 @@ def validate_plan(plan: Any, level: int, *, policy: RollbackPolicy | None = None
     return parse_plan(plan, level, policy, now)[1]
 
 
-def _section_adapter(name: str) -> Any:
-    from pydantic import TypeAdapter
-
+@lru_cache(maxsize=None)
+def _section_adapter(name: str) -> TypeAdapter[Any]:
     return TypeAdapter(RollbackPlan.model_fields[name].annotation)
 
 

@@ -116,6 +116,10 @@ class Decision:
         }
 
 
+def _whole(number: float) -> int | float:
+    return int(number) if float(number).is_integer() else number
+
+
 def _factor(policy: Policy, factor: str, value: str, rule_suffix: str, evidence: list[str]
             ) -> FactorScore:
     points = getattr(policy.scoring.factors, factor)[value]
@@ -385,13 +389,13 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
         factors=factors, minimums=minimums,
         hard_blocks=[b["rule"] for b in hard_blocks],
         approvals_required=gate.approvers_required, approver_roles=roles,
-        approval_time_limit_hours=gate.max_hours,
+        approval_time_limit_hours=_whole(gate.max_hours),
         change_advisory_board=gate.change_advisory_board,
         required_artefacts=artefacts, audit_fields=list(audit.fields),
         retention_days=retention, retention_class=retention_class,
         compliance_frameworks=sorted(findings.frameworks),
         environment=findings.environment.environment,
-        environment_confidence=findings.environment.confidence,
+        environment_confidence=_whole(findings.environment.confidence),
         uncertainties=notes, policy_version=policy.version, policy_sha256=policy.sha256,
     )
     return Decision(decided=decided, facts=facts, findings=findings,

@@ -15,6 +15,7 @@ Inputs `handle(envelope, now)` understands:
 - escalation.raised  -> folded (replays mark escalations as raised)
 - permit.requested   -> the key's level, operation type and rollback plan (its triggers,
                         partial scenarios, SLA)
+- permit.closed / expired / revoked / denied -> the key is no longer watched
 Anything else is ignored. The input itself is not recorded here (the runner records inputs);
 what the service derives is recorded, and returned.
 """
@@ -51,6 +52,8 @@ from rules.triggers import tick as window_tick
 from streams.alertmanager import TRIGGER_LABEL
 
 PRODUCER = "rollback-service"
+ENDED_PERMIT_TYPES = frozenset({"permit.closed", "permit.expired", "permit.revoked",
+                                "permit.denied"})
 ALERT_SEVERITY = {"critical": "critical", "page": "critical", "high": "high", "error": "high",
                   "warning": "medium", "medium": "medium", "info": "low", "low": "low"}
 
@@ -87,6 +90,14 @@ class RollbackService:
         self.overrides[key] = dict(overrides)
         self._triggers.pop(key, None)
         return refused
+
+    def forget(self, key: str) -> None:
+        """The key's work is over (permit closed, expired, revoked, denied): stop watching it.
+        Its rollbacks stay tracked until verified."""
+        self.windows = {k: v for k, v in self.windows.items() if v.key != key}
+        self.contexts.pop(key, None)
+        self.overrides.pop(key, None)
+        self._triggers.pop(key, None)
 
     def triggers(self, key: str) -> tuple[RollbackTrigger, ...]:
         if key not in self._triggers:
@@ -160,6 +171,8 @@ class RollbackService:
                 return []
             if kind == "permit.requested":
                 self._permit(PermitRequested.model_validate(envelope.payload))
+            elif kind in ENDED_PERMIT_TYPES:
+                self.forget(str(envelope.payload.get("permit_id") or envelope.subject))
         except ValidationError:
             return []  # validated at the edge (events.parse_event); a stray copy is ignored
         return []

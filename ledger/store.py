@@ -188,14 +188,15 @@ class SegmentWriter:
 
     def write(self, data: bytes) -> None:
         assert self.fd is not None
-        view = memoryview(data)
-        done = 0
         try:
-            while done < len(view):
-                done += os.write(self.fd, view[done:])
+            done = os.write(self.fd, data)
+            if done != len(data):  # rare: a short write; finish it
+                view = memoryview(data)
+                while done < len(view):
+                    done += os.write(self.fd, view[done:])
         except OSError as exc:
-            if done:  # never leave half a frame behind a reported failure
-                os.ftruncate(self.fd, self.bytes)
+            # Never leave half a frame behind a reported failure.
+            os.ftruncate(self.fd, self.bytes)
             raise LedgerError(f"write failed: {exc}", code="ledger.io_error") from exc
         self.bytes += done
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import struct
 from dataclasses import asdict, dataclass, field
 from hashlib import sha256
@@ -41,6 +42,7 @@ from ledger.note import verify_note
 from ledger.sidefiles import NodeFiles
 
 BATCH = 8192
+_log = logging.getLogger(__name__)
 _EVENT_HEAD = LEAF_HEAD  # packs the 47-byte header an event entry must have
 _LEN = struct.Struct(">I")
 
@@ -109,6 +111,8 @@ def verify(
         raise VerificationError("missing", str(exc), partition=partition or 0, index=0) from exc
     origin = origin or meta["origin"]
     anchors = [VerifierKey.parse(v) for v in trusted] if trusted is not None else None
+    if anchors is None:
+        _log.warning("verify without trusted keys: trusting each partition's genesis key (TOFU)")
     if anchors is not None and not anchors:
         raise LedgerError("trusted is an empty list", code="ledger.bad_argument")
     parts = range(int(meta["partitions"])) if partition is None else [partition]

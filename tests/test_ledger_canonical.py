@@ -39,7 +39,7 @@ envelopes = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(envelopes)
 def test_event_envelopes_encode_exactly_as_rfc8785(event: dict) -> None:
     assert canonical_json(event) == rfc8785.dumps(event)
@@ -88,7 +88,7 @@ def test_floats_print_as_ecmascript_numbers(x: float) -> None:
     assert es_number(x).encode() == rfc8785.dumps(x)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(envelopes, st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=5))
 def test_envelopes_with_metric_floats_encode_exactly_as_rfc8785(event: dict, values: list) -> None:
     event = {**event, "payload": {**event["payload"], "values": values, "ratio": values[0]}}

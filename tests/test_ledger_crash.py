@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 TOTAL = 100_000
-KILLS = 5
+KILLS = 4
 REDELIVER = 300
 
 

@@ -101,6 +101,7 @@ class Ledger:
         self._recent_old: dict[str, tuple[int, int]] = {}
         self._lock = threading.RLock()
         self._closed = True
+        self._ticker: tuple[threading.Thread, threading.Event] | None = None
 
     # ---- opening ------------------------------------------------------------------------------
 
@@ -397,6 +398,25 @@ class Ledger:
                 if ch.unsigned and now - ch.first_unsigned_at >= self._interval:
                     self._checkpoint(ch)
 
+    def start_ticker(self, period_s: float | None = None) -> None:
+        """Call maybe_checkpoint from a daemon thread every `period_s` (default: a quarter of
+        the interval), so entries get signed in time even when appends stop. close() stops it."""
+        if self._ticker is not None:
+            return
+        period = period_s if period_s is not None else self._interval / 4
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(period):
+                try:
+                    self.maybe_checkpoint()
+                except LedgerError:
+                    return
+
+        thread = threading.Thread(target=tick, name="ledger-ticker", daemon=True)
+        self._ticker = (thread, stop)
+        thread.start()
+
     def checkpoint_now(self) -> dict[int, str]:
         """Sign and fsync every partition now; returns the latest checkpoint of each."""
         with self._lock:
@@ -471,6 +491,11 @@ class Ledger:
     # ---- closing ------------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker[1].set()
+            if self._ticker[0] is not threading.current_thread():
+                self._ticker[0].join()
+            self._ticker = None
         with self._lock:
             if self._closed:
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,16 @@ def test_checkpoint_files_hold_the_latest_note(tmp_path: Path, key: SigningKey) 
         notes = ledger.checkpoint_now()
     assert (tmp_path / "p0" / "checkpoint").read_text() == notes[0]
     assert json.loads((tmp_path / "LEDGER.json").read_text())["origin"] == "worker-certification"
+
+
+def test_ticker_signs_idle_entries(tmp_path: Path, key: SigningKey) -> None:
+    clock = FakeClock()
+    with Ledger.open(tmp_path, signer=key, clock=clock) as ledger:
+        ledger.append(0, ev(1))
+        clock.now = 5.0
+        ledger.start_ticker(period_s=0.01)
+        for _ in range(500):
+            if Checkpoint.parse(ledger.latest_checkpoint(0) or "").size == 2:
+                break
+            time.sleep(0.01)
+        assert Checkpoint.parse(ledger.latest_checkpoint(0) or "").size == 2

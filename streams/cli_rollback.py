@@ -190,7 +190,7 @@ def replay(samples: list[MetricSample], policy: Any, overrides: dict[str, Any] |
         decisions.extend(found)
     if until is not None:
         tick_all(until)
-    decisions.sort(key=lambda d: d.at)
+    decisions.sort(key=lambda d: (d.at, d.key, d.trigger))
     return {"samples": len(samples), "keys": sorted({s.key for s in samples}),
             "overrides_refused": refused,
             "decisions": [d.model_dump(mode="json") for d in decisions]}

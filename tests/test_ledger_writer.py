@@ -266,3 +266,13 @@ def test_ticker_signs_idle_entries(tmp_path: Path, key: SigningKey) -> None:
                 break
             time.sleep(0.01)
         assert Checkpoint.parse(ledger.latest_checkpoint(0) or "").size == 2
+
+
+def test_reopen_after_a_roll_left_an_empty_segment(tmp_path: Path, key: SigningKey) -> None:
+    with Ledger.open(tmp_path, signer=key, checkpoint_every=10, segment_bytes=1) as ledger:
+        ledger.append_many(0, [ev(i) for i in range(9)])  # 10 entries -> checkpoint -> roll
+    last = list_segments(tmp_path / "p0")[-1][1]
+    assert last.stat().st_size == 0
+    with Ledger.open(tmp_path, signer=key) as ledger:
+        assert ledger.append(0, ev(100)).index == 10
+    assert verify(tmp_path, trusted=[key.vkey()]).partitions[0].size == 11

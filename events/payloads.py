@@ -60,7 +60,8 @@ class CertificationDecided(Payload):
     hard_blocks: list[str]
     approvals_required: int = Field(ge=0)
     approver_roles: list[str]
-    approval_time_limit_hours: float = Field(ge=0)
+    # int when whole (the usual case): keeps the hashed record free of floats (fast canonical path)
+    approval_time_limit_hours: int | float = Field(ge=0)
     change_advisory_board: bool
     required_artefacts: list[str]
     audit_fields: list[str]
@@ -68,7 +69,7 @@ class CertificationDecided(Payload):
     retention_class: str
     compliance_frameworks: list[str]
     environment: str
-    environment_confidence: float = Field(ge=0, le=1)
+    environment_confidence: int | float = Field(ge=0, le=1)
     uncertainties: list[str]
     policy_version: str
     policy_sha256: str
@@ -108,6 +109,34 @@ class PermitRequested(Payload):
     justification: str
     rollback_plan: dict[str, Any] | None = None
     request_sha256: str  # hash of the canonical request: what approvers sign over
+    # Running-permit limits (facts §9.3 safety_constraints), e.g. max_error_rate 0.01,
+    # max_latency_p99_ms 500; they replace only the threshold of the rollback trigger (C-17).
+    constraints: dict[str, float] = Field(default_factory=dict)
+
+
+class PermitRequestRefused(Payload):
+    """A permit request we did not accept, with the stable code and the request as sent."""
+
+    permit_id: str | None
+    requested_by: str | None
+    code: str  # e.g. "permit.rollback_plan_missing", "permit.unknown_decision"
+    message: str
+    request: dict[str, Any] = Field(default_factory=dict)
+
+
+class PermitRenewalRequested(Payload):
+    permit_id: str
+    requested_by: str
+    extension_hours: float = Field(gt=0)
+    justification: str
+
+
+class PermitClosureRequested(Payload):
+    """The master (or worker) asks to close a permit whose execution finished."""
+
+    permit_id: str
+    requested_by: str
+    summary: dict[str, Any] = Field(default_factory=dict)
 
 
 class PermitTransition(Payload):
@@ -127,7 +156,7 @@ class ApprovalSigned(Payload):
 
     permit_id: str
     request_sha256: str
-    decision: Literal["approve", "deny", "revoke"]
+    decision: Literal["approve", "deny", "revoke", "resume"]
     approver_id: str
     approver_role: str
     decided_at: datetime
@@ -155,6 +184,18 @@ class ApproverRegistered(Payload):
 # --- operations, executions ----------------------------------------------------------------
 
 
+class AuthorizationRequested(Payload):
+    """A worker's "may I do this now?" as an event (the Kafka form of POST /v1/authorize).
+
+    Only `permit_id` names a permit: a permit body sent along is never trusted."""
+
+    request_id: str
+    worker: dict[str, Any]
+    permit_id: str | None = None
+    operation: dict[str, Any] | None = None
+    task: dict[str, Any] | None = None
+
+
 class OperationAuthorized(Payload):
     """A worker's "may I do this now?" and our answer."""
 
@@ -164,6 +205,9 @@ class OperationAuthorized(Payload):
     allowed: bool
     reason_code: str
     message: str
+    request_id: str | None = None
+    required_level: int | None = None
+    audit: dict[str, Any] = Field(default_factory=dict)  # level's audit fields + retention
 
 
 class ExecutionReported(Payload):
@@ -270,6 +314,46 @@ class ViolationRecorded(Payload):
     message: str
     severity: Literal["low", "medium", "high", "critical"]
     action: Literal["denied", "suspended", "revoked", "rolled_back", "alerted"]
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class OverrideScope(Payload):
+    """What an emergency override lets its worker do (the time window is ours: now + 60 min)."""
+
+    operations: list[str]
+    services: list[str] = Field(default_factory=list)
+    environment: str
+    data_classes: list[str] = Field(default_factory=list)
+    regions: list[str] = Field(default_factory=list)
+
+
+class OverrideRequested(Payload):
+    """An incident commander's (or on-call lead's) signed emergency override.
+
+    The signature is the canonical approval (events.signing) with permit_id = override_id,
+    decision "override", decided_at = requested_at and request_sha256 = the hash of this
+    request without key_id, signature and request_sha256."""
+
+    override_id: str
+    incident_ticket: str
+    trigger: str  # one of governance emergency.triggers
+    commander_id: str
+    commander_role: str
+    worker_id: str
+    scope: OverrideScope
+    reason: str
+    requested_at: datetime
+    request_sha256: str
+    key_id: str
+    signature: str
+
+
+class OverrideReviewSubmitted(Payload):
+    """The post-incident review of an override (actions, justification, alternatives, lessons)."""
+
+    override_id: str
+    reviewer_id: str
+    report: dict[str, Any]
 
 
 class EmergencyOverride(Payload):
@@ -284,6 +368,11 @@ class EmergencyOverride(Payload):
     level: Level = Field(default=3, ge=0, le=4)
     expires_at: datetime | None = None
     reason: str = ""
+    trigger: str | None = None
+    scope: OverrideScope | None = None
+    review_due_at: datetime | None = None
+    audit: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 # --- ledger housekeeping, keys, privacy ----------------------------------------------------

@@ -26,9 +26,16 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "permit.suspended": p.PermitTransition,
     "permit.revoked": p.PermitTransition,
     "permit.renewed": p.PermitTransition,
+    "permit.resumed": p.PermitTransition,
+    "permit.changes_requested": p.PermitTransition,
+    "permit.execution_finished": p.PermitTransition,
+    "permit.request_refused": p.PermitRequestRefused,
+    "permit.renewal_requested": p.PermitRenewalRequested,
+    "permit.closure_requested": p.PermitClosureRequested,
     "approval.signed": p.ApprovalSigned,
     "approval.refused": p.ApprovalRefused,
     "approver.registered": p.ApproverRegistered,
+    "authorization.requested": p.AuthorizationRequested,
     "operation.authorized": p.OperationAuthorized,
     "execution.reported": p.ExecutionReported,
     "review.post_execution": p.PostExecutionReview,
@@ -38,6 +45,8 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "escalation.raised": p.EscalationRaised,
     "violation.recorded": p.ViolationRecorded,
     "override.event": p.EmergencyOverride,
+    "override.requested": p.OverrideRequested,
+    "override.review_submitted": p.OverrideReviewSubmitted,
     "key.event": p.KeyEvent,
     "input.rejected": p.InputRejected,
     "ledger.tail_truncated": p.LedgerTailTruncated,
@@ -47,7 +56,12 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
 # Types that outside producers may send us; the rest we derive ourselves.
 INBOUND_TYPES = frozenset(
     {"task.submitted", "approval.signed", "execution.reported", "metric.sample",
-     "alert.received", "review.post_execution"}
+     "alert.received", "review.post_execution",
+     # permits (issue 5): masters request, renew and close; approvers sign; workers ask;
+     # incident commanders override. approver.registered is NOT inbound: operators add
+     # approvers with `certify approver add` (a self-registered approver could approve anything).
+     "permit.requested", "permit.renewal_requested", "permit.closure_requested",
+     "authorization.requested", "override.requested", "override.review_submitted"}
 )
 
 MAX_EVENT_BYTES = 1_000_000

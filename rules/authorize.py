@@ -3,12 +3,17 @@ README "For Workers", checker v2 `validateWorkerForTask`).
 
 Order: certification status, production needs L2+, sensitive data needs L3+, the level the
 operation itself requires, then the permit (C-23: needed whenever the operation requires L1+).
-Until live permits exist (permit issue), the permit is judged from what the worker presents,
-and a permit we cannot inspect is refused: a wrong allow is an incident.
+
+The permit is looked up live (issue 5): the worker names it (`permit_id`, or
+`worker.active_permit` as an id or an object with `permit_id`) and `permits` finds it in the
+permit service's state; rules.enforcement checks state, window, worker, level and scope. A
+permit body sent by the worker is never trusted; without a live lookup (`permits=None`) a
+presented permit cannot be checked and the answer is no.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,9 +21,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events import InputError, describe_validation_error
+from events.envelope import MAX_ID_LENGTH
 from rules.checker import decide
+from rules.enforcement import OperationFacts, check_operation
+from rules.permits import Permit
 from rules.policy import Policy
-from rules.scoring_model import normalise_name
+
+PermitLookup = Callable[[str], Permit | None]
 
 BLOCKED_STATUSES = ("revoked", "expired", "suspended")
 
@@ -43,28 +52,30 @@ class Operation(BaseModel):
     description: str | None = None
 
 
-class PresentedPermit(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-    permit_id: str = Field(min_length=1)
-    status: str = "active"
-    operations: list[str] = Field(min_length=1)
-    environment: str
-    services: list[str] = []
-    level: int | None = Field(default=None, ge=0, le=4)
-    not_before: datetime | None = None
-    not_after: datetime | None = None
-
-
 @dataclass(frozen=True)
 class Verdict:
     allowed: bool
     reason_code: str
     message: str
     required_level: int
+    permit_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"allowed": self.allowed, "reason_code": self.reason_code,
-                "message": self.message, "required_level": self.required_level}
+        out = {"allowed": self.allowed, "reason_code": self.reason_code,
+               "message": self.message, "required_level": self.required_level}
+        if self.permit_id is not None:
+            out["permit_id"] = self.permit_id
+        return out
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The verdict and what it was about (for the service to record and act on)."""
+
+    verdict: Verdict
+    worker: Worker
+    operation: dict[str, Any]
+    permit_id: str | None
 
 
 def _model(model: type[BaseModel], value: Any, where: str) -> Any:
@@ -74,88 +85,100 @@ def _model(model: type[BaseModel], value: Any, where: str) -> Any:
         raise InputError("input.schema", describe_validation_error(error, f"{where}.")) from None
 
 
-def _operation_task(op: Operation) -> dict[str, Any]:
-    data = [name for flag, name in (("has_pii", "pii"), ("has_phi", "phi"),
-                                    ("has_financial", "financial"),
-                                    ("has_credentials", "credentials")) if getattr(op, flag)]
+SENSITIVE = frozenset({"pii", "phi", "financial", "credentials"})
+
+
+def _operation_task(op: Operation, facts: OperationFacts) -> dict[str, Any]:
     task: dict[str, Any] = {"task": op.description or op.type, "environment": op.environment,
-                            "operations": [op.type], "data_types": data}
+                            "operations": [op.type], "data_types": sorted(facts.data_classes)}
     if op.service:
         task["services"] = [op.service]
+    if facts.region:
+        task["regions"] = [facts.region]
     return task
 
 
-def _permit_verdict(permit_value: Any, op_type: str, environment: str, service: str | None,
-                    level: int, required: int, now: datetime) -> Verdict:
-    def deny(code: str, message: str) -> Verdict:
-        return Verdict(False, code, message, required)
-
-    if permit_value in (None, False, ""):
-        return deny("no_active_permit", "No active permit")
-    if not isinstance(permit_value, dict):
-        return deny("permit_not_inspectable",
-                    "The permit must be presented with its scope (permit_id, status, operations, "
-                    "environment, not_before, not_after) so it can be checked")
-    permit = _model(PresentedPermit, permit_value, "worker.active_permit")
-    if permit.status != "active":
-        return deny("permit_not_active", f"Permit not active (status {permit.status})")
-    if permit.not_before and now < permit.not_before:
-        return deny("outside_time_window", "Outside permitted time window")
-    if permit.not_after and now > permit.not_after:
-        return deny("permit_expired", "Permit expired")
-    if normalise_name(op_type) not in {normalise_name(o) for o in permit.operations}:
-        return deny("operation_not_in_permit", "Operation not authorized by permit")
-    if normalise_name(environment) != normalise_name(permit.environment):
-        return deny("environment_mismatch", "Environment mismatch")
-    if service and permit.services and service not in permit.services:
-        return deny("service_not_in_permit", "Service not authorized by permit")
-    if permit.level is not None and level < permit.level:
-        return deny("insufficient_level", "Insufficient worker certification")
-    return Verdict(True, "authorized", f"Authorized under permit {permit.permit_id}", required)
+def presented_permit_id(request: dict[str, Any], worker: Worker) -> str | None:
+    """Only the id of a presented permit is used; a permit body is never trusted."""
+    given = request.get("permit_id")
+    if given is None:
+        given = worker.active_permit
+        if isinstance(given, dict):
+            given = given.get("permit_id")
+    if given in (None, False, ""):
+        return None
+    if not isinstance(given, str) or len(given) > MAX_ID_LENGTH:
+        raise InputError("input.schema", f"permit_id: expected an id of at most {MAX_ID_LENGTH} "
+                         "characters")
+    return given
 
 
-def authorize(request: Any, policy: Policy, now: datetime) -> Verdict:
+def authorize(request: Any, policy: Policy, now: datetime,
+              permits: PermitLookup | None = None) -> Verdict:
+    return assess(request, policy, now, permits).verdict
+
+
+def assess(request: Any, policy: Policy, now: datetime, permits: PermitLookup | None = None
+           ) -> Assessment:
     if not isinstance(request, dict):
         raise InputError("input.schema", "input: expected a JSON object with worker and operation")
     if "worker" not in request:
         raise InputError("input.schema", "worker: field required")
     worker = _model(Worker, request["worker"], "worker")
-    if "operation" in request:
+    if len(worker.id) > MAX_ID_LENGTH:
+        raise InputError("input.schema", f"worker.id: at most {MAX_ID_LENGTH} characters")
+    if "operation" in request and request["operation"] is not None:
         op = _model(Operation, request["operation"], "operation")
-        decision = decide(_operation_task(op), policy)
-        op_type, environment, service = op.type, op.environment, op.service
-        sensitive = op.has_pii or op.has_phi or op.has_financial or op.has_credentials
-    elif "task" in request:
+        operation = op.model_dump(exclude_none=True)
+        facts = OperationFacts.of(operation)
+        decision = decide(_operation_task(op, facts), policy)
+        sensitive = bool(facts.data_classes & SENSITIVE)
+    elif "task" in request and request["task"] is not None:
         decision = decide(request["task"], policy)
-        facts = decision.facts
-        op_type = facts.operations[0] if facts.operations else "task"
-        environment = decision.decided.environment
-        service = facts.services[0] if facts.services else None
-        sensitive = any(c in decision.findings.data for c in ("pii", "phi", "financial",
-                                                                 "credentials"))
+        task = decision.facts
+        sensitive = any(c in decision.findings.data for c in SENSITIVE)
+        operation = {"type": task.operations[0] if task.operations else "task",
+                     "environment": decision.decided.environment,
+                     "data_classes": sorted(decision.findings.data)}
+        if task.services:
+            operation["service"] = task.services[0]
+        if task.regions:
+            operation["region"] = task.regions[0]
     else:
         raise InputError("input.schema", "operation: field required (or give a task)")
+    permit_id = presented_permit_id(request, worker)
+
+    def verdict(allowed: bool, code: str, message: str) -> Assessment:
+        return Assessment(Verdict(allowed, code, message, required, permit_id), worker,
+                          operation, permit_id)
 
     required = decision.decided.level
     level = worker.certification_level
     production = decision.decided.environment == "production"
     if worker.status.lower() in BLOCKED_STATUSES:
-        return Verdict(False, f"certification_{worker.status.lower()}",
-                       f"Worker certification is {worker.status.lower()}", required)
+        return verdict(False, f"certification_{worker.status.lower()}",
+                       f"Worker certification is {worker.status.lower()}")
     if production and level < 1:
-        return Verdict(False, "production_requires_union",
-                       "Non-union workers cannot access production", required)
+        return verdict(False, "production_requires_union",
+                       "Non-union workers cannot access production")
     if production and level < 2 and required >= 2:  # read-only production is L1 work (C-1)
-        return Verdict(False, "production_requires_level_2",
-                       "Production access requires Level 2+ certification", required)
+        return verdict(False, "production_requires_level_2",
+                       "Production access requires Level 2+ certification")
     if sensitive and level < 3:
-        return Verdict(False, "sensitive_data_requires_level_3",
-                       "Sensitive data requires Level 3+ certification", required)
+        return verdict(False, "sensitive_data_requires_level_3",
+                       "Sensitive data requires Level 3+ certification")
     if level < required:
-        return Verdict(False, "insufficient_level",
+        return verdict(False, "insufficient_level",
                        f"Insufficient worker certification: Level {required} required, "
-                       f"worker holds Level {level}", required)
-    if required >= 1:
-        return _permit_verdict(worker.active_permit, op_type, environment, service, level,
-                               required, now)
-    return Verdict(True, "authorized", "Authorized", required)
+                       f"worker holds Level {level}")
+    if required < 1:
+        return verdict(True, "authorized", "Authorized")
+    if permit_id is None:
+        return verdict(False, "no_active_permit", "No active permit")
+    if permits is None:
+        return verdict(False, "permit_not_verifiable",
+                       "Permits are checked against the live permit store only: ask the "
+                       "certification service (POST /v1/authorize)")
+    check = check_operation(permits(permit_id), worker.id, level,
+                            OperationFacts.of(operation), now)
+    return verdict(check.allowed, check.code, check.message)

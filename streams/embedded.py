@@ -2,24 +2,31 @@
 
 Same handlers as the Faust agents; the ledger partition of an event is chosen by the same
 partitioner as Kafka's default (murmur2 of the subject), so both modes lay out the ledger alike.
+Records go through `streams.handlers.Pipeline` (checker + permit service); at start the
+pipeline's state (permits, approvers, decisions, pending timers) is rebuilt from the ledger.
 """
 
 from __future__ import annotations
 
+import heapq
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
+from pydantic import ValidationError
+
 from events import Envelope, utc_now
-from ledger import Ledger, partition_for
+from ledger import Ledger, iter_entries, partition_for
+from ledger.layout import KIND_EVENT, partition_dir
 from projections import Projector
 from rules.policy import Policy
 from streams.config import Settings
-from streams.handlers import handle_inbound
+from streams.handlers import Pipeline
 from streams.keys import load_signing_key
 
 PROGRESS_EVERY = 5_000
@@ -53,11 +60,17 @@ class EmbeddedRunner:
                                   checkpoint_every=settings.checkpoint_every,
                                   checkpoint_interval_s=settings.checkpoint_interval_s)
         self.projector = Projector(settings.ledger_dir, settings.duckdb_path)
+        self.pipeline = Pipeline(policy, self.record, now_fn=clock)
+        self.pipeline.load(ledger_events(settings.ledger_dir, self.ledger.partitions))
 
     def record(self, event: Envelope) -> bool:
         """Append one event to its partition; False when the ledger already had it."""
         partition = partition_for(event.subject, self.settings.partitions)
         return not self.ledger.append(partition, event.to_record()).duplicate
+
+    def tick(self, now: datetime | None = None) -> list[Envelope]:
+        """Due timers (deadlines, expiries, override ends) -> recorded events."""
+        return self.pipeline.tick(now if now is not None else self.clock())
 
     def process(self, records: Iterable[tuple[str, bytes]], progress: TextIO | None = None
                 ) -> Summary:
@@ -65,10 +78,9 @@ class EmbeddedRunner:
         started = time.perf_counter()
         for source, raw in records:
             summary.records += 1
-            outcome = handle_inbound(raw, source, self.policy, self.clock())
-            fresh = [self.record(event) for event in outcome.events]
-            if not all(fresh):
-                summary.duplicates += fresh.count(False)
+            before = self.pipeline.duplicates
+            outcome = self.pipeline.handle_raw(raw, source, self.clock())
+            summary.duplicates += self.pipeline.duplicates - before
             if outcome.decision is not None:
                 decided = outcome.decision.decided
                 summary.decisions += 1
@@ -93,6 +105,26 @@ class EmbeddedRunner:
     def close(self) -> None:
         self.ledger.close()
         self.projector.close()
+
+
+def ledger_events(directory: Path, partitions: int) -> Iterator[Envelope]:
+    """Every recorded event, partitions merged by event time (each partition is in order; the
+    state folds need per-subject order, which one partition per subject gives)."""
+    def events(partition: int) -> Iterator[tuple[datetime, int, Envelope]]:
+        if not partition_dir(directory, partition).is_dir():
+            return
+        for entry in iter_entries(directory, partition):
+            if entry.kind != KIND_EVENT or "payload" not in entry.event:
+                continue
+            try:
+                envelope = Envelope.model_validate(entry.event)
+            except ValidationError:
+                continue  # not one of our envelopes (the verifier judges the ledger itself)
+            yield envelope.occurred_at, partition, envelope
+
+    merged = heapq.merge(*(events(p) for p in range(partitions)), key=lambda x: (x[0], x[1]))
+    for _, _, envelope in merged:
+        yield envelope
 
 
 def read_lines(stream: Iterable[bytes], name: str) -> Iterable[tuple[str, bytes]]:

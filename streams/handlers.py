@@ -2,20 +2,30 @@
 
 Bytes in, events out: validate at the edge, certify, and turn every failure into an
 `input.rejected` event that keeps why and what (never an exception that stops a worker).
+
+`handle_inbound` certifies tasks and passes every other inbound event through (pure: it records
+nothing). `Pipeline` is the stateful whole used by the embedded runner and the HTTP API: tasks
+go to the checker, permit, approval, authorization, override, execution and metric events go
+to the permit service (streams.permit_service), and everything is recorded through the one
+`record` callable before the state moves on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from events import INBOUND_TYPES, Envelope, InputError, decode_json, parse_event
+from events import INBOUND_TYPES, Envelope, InputError, decode_json, parse_event, utc_now
 from events.payloads import InputRejected, TaskSubmitted
 from rules.checker import Decision, decide
+from rules.permits import Refusal
 from rules.policy import Policy
 from rules.task_facts import derive_task_id
+from streams.permit_service import HANDLED_TYPES, PermitService, Result
 
 PRODUCER = "certifier"
 EXCERPT_BYTES = 300
@@ -28,6 +38,8 @@ class Outcome:
     events: list[Envelope]
     decision: Decision | None = None
     rejected: InputRejected | None = None
+    refusal: Refusal | None = None  # a permit-service refusal (recorded, with a stable code)
+    result: Result | None = None  # what the permit service did, if it handled the record
 
 
 def rejection(raw: bytes, source: str, error: InputError, now: datetime,
@@ -83,9 +95,129 @@ def handle_inbound(raw: bytes, source: str, policy: Policy, now: datetime,
         return Outcome([rejected], rejected=InputRejected.model_validate(rejected.payload))
     if event.type != "task.submitted":
         return Outcome([event])
+    return certify(event, raw, source, policy, now)
+
+
+def certify(event: Envelope, raw: bytes, source: str, policy: Policy, now: datetime) -> Outcome:
     try:
         decision = decide(event.payload["task"], policy, task_id=event.payload["task_id"])
     except InputError as error:
         rejected = rejection(raw, source, error, now, subject=event.subject)
         return Outcome([rejected], rejected=InputRejected.model_validate(rejected.payload))
     return Outcome([event, decision_event(event, decision, now)], decision=decision)
+
+
+class Pipeline:
+    """Everything inbound, in one process: checker + permit service over one `record`.
+
+    `record(envelope)` appends to the ledger (False = the ledger already had it); the state of
+    both parts is a fold over what was recorded, so `load(ledger events)` restores it."""
+
+    def __init__(self, policy: Policy, record: Callable[[Envelope], Any],
+                 now_fn: Callable[[], datetime] = utc_now, producer: str = "master") -> None:
+        self.policy = policy
+        self._record = record
+        self.now_fn = now_fn
+        self.producer = producer
+        self.permits = PermitService(policy, self._counted, now_fn)
+        self.tasks: dict[str, tuple[dict[str, Any], str, str]] = {}  # id -> task, event ids
+        self.duplicates = 0  # records the ledger already had (replays)
+
+    # --- state -------------------------------------------------------------------------------
+
+    def load(self, events: Iterable[Envelope | Mapping[str, Any]]) -> int:
+        count = 0
+        for event in events:
+            self.observe(event if isinstance(event, Envelope) else Envelope.model_validate(event))
+            count += 1
+        return count
+
+    def observe(self, event: Envelope) -> None:
+        if event.type == "task.submitted":
+            task_id = str(event.payload.get("task_id"))
+            self.tasks[task_id] = (event.payload.get("task", {}), event.event_id, "")
+        elif event.type == "certification.decided":
+            task_id = str(event.payload.get("task_id"))
+            task, submitted, _ = self.tasks.get(task_id, ({}, "", ""))
+            self.tasks[task_id] = (task, submitted, event.event_id)
+        self.permits.observe(event)
+
+    def _counted(self, event: Envelope) -> bool:
+        fresh = self._record(event)
+        if fresh is False:
+            self.duplicates += 1
+            return False
+        return True
+
+    def record(self, event: Envelope) -> bool:
+        """Record one event and fold it in (unless the ledger already had it)."""
+        fresh = self._counted(event)
+        if fresh:
+            self.observe(event)
+        return fresh
+
+    # --- inbound -----------------------------------------------------------------------------
+
+    def handle_raw(self, raw: bytes, source: str, now: datetime | None = None) -> Outcome:
+        """One inbound record (bytes) -> recorded events. Never raises on bad input."""
+        now = now if now is not None else self.now_fn()
+        try:
+            event = as_event(decode_json(raw), raw, now, self.producer)
+        except InputError as error:
+            return self.reject(raw, source, error, now)
+        return self.handle_event(event, now, raw=raw, source=source)
+
+    def handle(self, envelope: Envelope, now: datetime | None = None) -> list[Envelope]:
+        """The agents' entry point: one inbound envelope -> the events it caused (recorded)."""
+        return self.handle_event(envelope, now).events
+
+    def handle_event(self, event: Envelope, now: datetime | None = None, *,
+                     raw: bytes | None = None, source: str = "event") -> Outcome:
+        now = now if now is not None else self.now_fn()
+        raw = raw if raw is not None else json.dumps(event.to_record()).encode()
+        if event.type == "task.submitted":
+            outcome = certify(event, raw, source, self.policy, now)
+            for produced in outcome.events:
+                self.record(produced)
+            return outcome
+        if event.type in HANDLED_TYPES:
+            try:
+                result = self.permits.submit(event, now)
+            except InputError as error:
+                return self.reject(raw, source, error, now, subject=event.subject)
+            return Outcome(result.events, refusal=result.refusal, result=result)
+        if event.type not in INBOUND_TYPES:
+            return self.reject(raw, source, InputError(
+                "input.not_inbound", f"type: {event.type!r} is derived by us, not accepted as "
+                "input"), now)
+        self.record(event)
+        return Outcome([event])
+
+    def reject(self, raw: bytes, source: str, error: InputError, now: datetime,
+               subject: str | None = None) -> Outcome:
+        rejected = rejection(raw, source, error, now, subject)
+        self.record(rejected)
+        return Outcome([rejected], rejected=InputRejected.model_validate(rejected.payload))
+
+    def authorize(self, request: Any, now: datetime | None = None) -> Result:
+        return self.permits.authorize(request, now)
+
+    def tick(self, now: datetime | None = None) -> list[Envelope]:
+        return self.permits.tick(now)
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def decision_report(self, task_id: str) -> dict[str, Any] | None:
+        """The `certify check` answer for a recorded task (re-derived: decide is pure)."""
+        found = self.tasks.get(task_id)
+        if found is None or not found[2]:
+            return None
+        task, submitted, decided = found
+        report = decide(task, self.policy, task_id=task_id).to_report()
+        recorded = self.permits.decisions.get(decided)
+        report.update({"task_event_id": submitted, "decision_event_id": decided})
+        if recorded is not None and recorded.level != report["certification_decision"][
+                "certification_level_required"]:
+            report["note"] = ("decided under another policy: the recorded level is "
+                              f"{recorded.level}")
+        return report

@@ -23,6 +23,18 @@ class LedgerError(Exception):
     def diagnostics(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, **self.details}
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (errors cross process pools)
+        return (_rebuild, (type(self), self.message, self.code, self.details))
+
+
+def _rebuild(cls: type[LedgerError], message: str, code: str, details: dict[str, Any]
+             ) -> LedgerError:
+    err = cls.__new__(cls)
+    LedgerError.__init__(err, message, code=code, **details)
+    if isinstance(err, VerificationError):
+        err.reason, err.partition, err.index = details["reason"], details["partition"], details["index"]
+    return err
+
 
 class PrevMismatchError(LedgerError):
     """An append stated the previous hash it expected, and the chain head is another one."""

@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import struct
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -93,6 +94,7 @@ def verify(
     since_checkpoint: str | None = None,
     allow_unsigned_tail: bool = False,
     origin: str | None = None,
+    workers: int = 1,
 ) -> VerifyReport:
     """Verify the ledger; return a report or raise VerificationError at the first bad entry.
 
@@ -103,6 +105,7 @@ def verify(
       exactly that tree; falls back to a full pass if side files cannot show it.
     allow_unsigned_tail: accept entries after the last checkpoint (a live ledger).
     origin: the origin you expect (default: what LEDGER.json says).
+    workers: partitions verified in parallel processes (each streams one partition).
     """
     directory = Path(directory)
     try:
@@ -123,12 +126,22 @@ def verify(
         if partition is not None and part != partition:
             raise LedgerError("since_checkpoint is for another partition", code="ledger.bad_argument")
         parts = [part]
-    reports = []
-    for p in parts:
-        v = _PartitionVerifier(directory, p, origin, anchors, allow_unsigned_tail)
-        reports.append(v.run(since_checkpoint if since is not None else None))
+    jobs = [(directory, p, origin, trusted, allow_unsigned_tail,
+             since_checkpoint if since is not None else None) for p in parts]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            futures = [pool.submit(_verify_partition, *job) for job in jobs]
+            reports = [f.result() for f in futures]  # the first bad partition raises first
+    else:
+        reports = [_verify_partition(*job) for job in jobs]
     return VerifyReport(True, anchors is not None, sum(r.size - r.verified_from for r in reports),
                         reports)
+
+
+def _verify_partition(directory: Path, p: int, origin: str, trusted: list[str] | None,
+                      allow_unsigned_tail: bool, since_note: str | None) -> PartitionReport:
+    anchors = [VerifierKey.parse(v) for v in trusted] if trusted is not None else None
+    return _PartitionVerifier(directory, p, origin, anchors, allow_unsigned_tail).run(since_note)
 
 
 def _partition_of(cp_origin: str, origin: str) -> int:

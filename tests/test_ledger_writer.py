@@ -276,3 +276,17 @@ def test_reopen_after_a_roll_left_an_empty_segment(tmp_path: Path, key: SigningK
     with Ledger.open(tmp_path, signer=key) as ledger:
         assert ledger.append(0, ev(100)).index == 10
     assert verify(tmp_path, trusted=[key.vkey()]).partitions[0].size == 11
+
+
+def test_partitions_verify_in_parallel_and_errors_cross_processes(tmp_path: Path, key: SigningKey) -> None:
+    with Ledger.open(tmp_path, signer=key, partitions=3) as ledger:
+        for p in range(3):
+            ledger.append_many(p, [ev(f"{p}-{i}") for i in range(50)])
+    assert verify(tmp_path, trusted=[key.vkey()], workers=2).entries == 153
+    seg = list_segments(tmp_path / "p1")[0][1]
+    data = bytearray(seg.read_bytes())
+    data[-5] ^= 1
+    seg.write_bytes(bytes(data))
+    with pytest.raises(VerificationError) as err:
+        verify(tmp_path, trusted=[key.vkey()], workers=2)
+    assert (err.value.partition, err.value.index, err.value.reason) == (1, 51, "bad_hash")

@@ -290,3 +290,18 @@ def test_partitions_verify_in_parallel_and_errors_cross_processes(tmp_path: Path
     with pytest.raises(VerificationError) as err:
         verify(tmp_path, trusted=[key.vkey()], workers=2)
     assert (err.value.partition, err.value.index, err.value.reason) == (1, 51, "bad_hash")
+
+
+def test_since_checkpoint_signed_by_a_rotated_key(tmp_path: Path, key: SigningKey) -> None:
+    with Ledger.open(tmp_path, signer=key) as ledger:
+        ledger.append_many(0, [ev(i) for i in range(30)])
+        kept = ledger.checkpoint_now()[0]
+        new = SigningKey.generate("wc")
+        ledger.rotate_key(new)
+        ledger.append_many(0, [ev(i) for i in range(30, 60)])
+    report = verify(tmp_path, trusted=[new.vkey()], since_checkpoint=kept)
+    assert report.partitions[0].size == 62
+    forged = kept.replace(kept.split("\n")[2], "A" * 43 + "=")
+    with pytest.raises(VerificationError) as err:
+        verify(tmp_path, trusted=[new.vkey()], since_checkpoint=forged)
+    assert err.value.reason in ("bad_signature", "bad_root")

@@ -312,7 +312,8 @@ def _due(record: RollbackRecord, tracker: RollbackTracker, now: datetime,
     # A rollback waiting for a human: ask once.
     if record.approval not in (None, "none") and record.commanded_at is None and \
             "approval" not in raised:
-        roles = paging.approval_roles.get(record.approval, paging.approval_roles["manual"])  # type: ignore[call-overload]
+        roles = next((r for name, r in paging.approval_roles.items() if name == record.approval),
+                     paging.approval_roles["manual"])
         out.append(_escalation(
             record, "approval", now, code="rollback.approval_required",
             reason=f"rollback {record.rollback_id} for {record.key} waits for {record.approval} "

@@ -14,7 +14,8 @@ Inputs `handle(envelope, now)` understands:
                         commanded (approval): folded into the tracker
 - escalation.raised  -> folded (replays mark escalations as raised)
 - permit.requested   -> the key's level, operation type and rollback plan (its triggers,
-                        partial scenarios, SLA)
+                        partial scenarios, SLA), and its `constraints` (max_error_rate, ...)
+                        as threshold overrides within the policy bounds
 - permit.closed / expired / revoked / denied -> the key is no longer watched
 Anything else is ignored. The input itself is not recorded here (the runner records inputs);
 what the service derives is recorded, and returned.
@@ -171,6 +172,10 @@ class RollbackService:
                 return []
             if kind == "permit.requested":
                 self._permit(PermitRequested.model_validate(envelope.payload))
+                constraints = envelope.payload.get("constraints")
+                if isinstance(constraints, dict) and constraints:
+                    # The permit's running limits (max_error_rate, ...): bounded thresholds.
+                    self.set_overrides(str(envelope.payload["permit_id"]), constraints)
             elif kind in ENDED_PERMIT_TYPES:
                 self.forget(str(envelope.payload.get("permit_id") or envelope.subject))
         except ValidationError:
@@ -212,7 +217,8 @@ class RollbackService:
         payload = EscalationRaised(
             subject_kind="monitor", subject_id=alert.key, code="alert.received",
             reason=f"{title} firing for {alert.key} ({alert.source}); no rollback trigger named",
-            escalate_to=list(self.policy.paging.alert_roles), severity=severity,  # type: ignore[arg-type]
+            escalate_to=list(self.policy.paging.alert_roles),
+            severity=severity,  # type: ignore[arg-type]  # one of ALERT_SEVERITY's values
             details={"alert": body})
         return [self._escalation(f"alert:{_digest(alert.key, body.get('fingerprint'), at)}",
                                  alert.key, payload, now)]

@@ -183,3 +183,13 @@ def test_restart_in_the_middle_of_a_window_rebuilds_from_the_ledger():
     assert [e.event_id for e in first_ledger + rest] == [e.event_id for e in straight_out]
     assert after.windows == straight.windows
     assert after.tracker == straight.tracker
+
+
+def test_permit_constraints_set_the_thresholds_within_bounds():
+    service = RollbackService(POLICY)
+    request = permit("kubernetes_deployment", 2)
+    payload = {**request.payload, "constraints": {"max_error_rate": 0.004}}
+    service.handle(request.model_copy(update={"payload": payload}), T0)
+    out = feed(service, [sample("error_rate", s, 0.006) for s in range(0, 121, 30)])
+    assert kinds(out) == ["triggered", "commanded"]
+    assert out[0].payload["evidence"]["threshold"] == 0.004

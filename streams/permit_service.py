@@ -14,6 +14,8 @@ as a duplicate instead of being recorded twice.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -455,11 +457,23 @@ class PermitService:
                             "permit_type": ptype.id})
         return Result(out, None, req.permit_id)
 
+    def refuse_request(self, body: dict[str, Any], refusal: Refusal,
+                       now: datetime | None = None) -> Result:
+        """Record a permit request refused before it could become an event (the HTTP/CLI
+        front refuses a request naming no certified task this way)."""
+        now = now if now is not None else self.now_fn()
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode())
+        subject = f"request-{digest.hexdigest()[:16]}"
+        cause = Envelope(event_id=f"{subject}:{uuid.uuid4().hex[:8]}", type="permit.requested",
+                         occurred_at=now, producer="http", subject=subject)
+        return self._refuse_request(cause, body, refusal, now)
+
     def _refuse_request(self, e: Envelope, body: dict[str, Any], refusal: Refusal,
                         now: datetime) -> Result:
         out: list[Envelope] = []
-        pid = body.get("permit_id")
-        payload = p.PermitRequestRefused(permit_id=pid, requested_by=body.get("requested_by"),
+        pid = body.get("permit_id") if isinstance(body.get("permit_id"), str) else None
+        who = body.get("requested_by") if isinstance(body.get("requested_by"), str) else None
+        payload = p.PermitRequestRefused(permit_id=pid, requested_by=who,
                                          code=refusal.code, message=refusal.message,
                                          request=body)
         self._emit(self._event("permit.request_refused", e.subject, payload, now,

@@ -227,3 +227,62 @@ def ledger_records(tmp_path, partitions: int = 3) -> list[dict[str, Any]]:
     directory = tmp_path / "data" / "ledger"
     return [entry.event for p in range(partitions) if (directory / f"p{p}").is_dir()
             for entry in iter_entries(directory, p) if "payload" in entry.event]
+
+
+class LiveServer:
+    """The real aiohttp app (streams.web.create_app) on a free loopback port, served from a
+    background thread so that synchronous clients (urllib, the CLI) can call it."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        import asyncio
+        import threading
+
+        from aiohttp import web
+
+        from streams.web import create_app
+
+        self.loop = asyncio.new_event_loop()
+        self.app_runner = web.AppRunner(create_app(pipeline))
+        ready = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.app_runner.setup())
+            site = web.TCPSite(self.app_runner, "127.0.0.1", 0)
+            self.loop.run_until_complete(site.start())
+            server = site._server  # noqa: SLF001 - the only way to learn the chosen port
+            assert server is not None
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        assert ready.wait(10), "server did not start"
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def call(self, method: str, path: str, body: Any = None,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+        """One raw HTTP request: bytes are sent as they are, anything else as JSON."""
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        connection.request(method, path, body=data,
+                           headers={"Content-Type": "application/json", **(headers or {})})
+        response = connection.getresponse()
+        raw = response.read()
+        connection.close()
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            document = raw.decode("utf-8", "replace")
+        return response.status, dict(response.getheaders()), document
+
+    def stop(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.app_runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

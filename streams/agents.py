@@ -1,0 +1,290 @@
+"""The Faust agents: short loops over the handlers that the embedded runner uses
+(`streams.handlers.Pipeline`: the checker and the permit service, over one `record`).
+
+    certifier  <p>.tasks -> handlers -> every event into the ledger -> <p>.ledger (each entry),
+               <p>.decisions (each decision), <p>.permits / <p>.rollbacks (their events);
+               bad input -> an input.rejected event in the ledger, and the original bytes on
+               <p>.dead-letter with the reason in headers
+    intake     <p>.approvals, <p>.executions, <p>.metrics -> the same handlers (the permit
+               service) -> the same outputs
+    timers     permit deadlines/expiries/override ends (1 s), checkpoint signing
+
+The ledger writer and the DuckDB projector are not agents but parts of this process (see
+streams/worker_ledger.py): the process that runs the agents is the ledger's one writer, so an
+event goes from the handler to its ledger partition partition_for(subject) directly, which is
+the partition its subject's key has on every topic and in embedded mode.
+
+Commit ordering (at-least-once with idempotent appends, not Faust's exactly-once): an agent
+takes a batch; appends every resulting event to the ledger (the OS has the bytes when append
+returns); publishes decisions, ledger entries and dead letters and waits for Kafka's acks; only
+then does the batch end, and Faust acks its records and commits their offsets later. A SIGKILL
+at any point loses nothing: uncommitted records are read again, the handler makes the same
+event ids from the same bytes, and the ledger refuses a second copy of an id. Failures other
+than bad input (ledger I/O, the broker refusing a send) end the process at once (`on_fatal`), so
+Faust never acks a half-done batch; the supervisor restarts it. Bad input never gets that far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from events import InputError, utc_now
+from ledger import Ledger, LedgerError
+from rules.policy import Policy
+from streams.handlers import Outcome
+from streams.handlers import Pipeline as Handlers
+from streams.keys import load_signing_key
+from streams.topics import (
+    APPROVALS,
+    DEAD_LETTER,
+    EXECUTIONS,
+    H_ORIGIN,
+    H_REASON,
+    H_REASON_CODE,
+    H_REJECTION_ID,
+    H_SOURCE,
+    METRICS,
+    TASKS,
+)
+from streams.worker_config import KafkaSettings
+from streams.worker_io import Outgoing, Publisher, header
+from streams.worker_ledger import AppendedEntry, LedgerWriter, ProjectorLoop
+
+log = logging.getLogger("certify.worker")
+PERMIT_TICK_S = 1.0
+EXIT_FATAL = 70  # EX_SOFTWARE; docker-compose.yml's `restart:` starts the worker again
+
+
+# ---- one inbound record ---------------------------------------------------------------------
+
+
+def dead_letter(outcome: Outcome, raw: bytes, *, key: bytes | None, source: str, origin: str,
+                partition: int) -> Outgoing | None:
+    """A rejected record's original bytes for <p>.dead-letter, the reason in headers."""
+    if outcome.rejected is None:
+        return None
+    why = outcome.rejected
+    rejection_id = outcome.events[0].event_id if outcome.events else ""
+    return Outgoing(DEAD_LETTER, key, raw, partition, (
+        (H_REASON_CODE, why.code.encode()),
+        (H_REASON, why.message.encode()),
+        (H_SOURCE, source.encode()),
+        (H_ORIGIN, origin.encode()),
+        (H_REJECTION_ID, rejection_id.encode()),
+    ))
+
+
+def handle_record(handlers: Handlers, raw: bytes | None, *, key: bytes | None, headers: Any,
+                  origin: str, partition: int, now: datetime) -> tuple[Outcome, Outgoing | None]:
+    """One inbound record through the embedded runner's handlers (which record its events
+    through the ledger writer) -> its outcome and its dead letter, if it was rejected.
+
+    Never raises on bad input; a record that makes a handler fail is rejected too (a poison
+    record must not crash-loop the agent). Ledger failures do raise: they are fatal.
+    The record is named `source`: the certify-source header if its producer set one (`certify
+    produce` sets file:line, as `certify run --events FILE` names records), else `origin`
+    (topic:partition:offset); a rejection's event id derives from it.
+    """
+    raw = raw if raw is not None else b""
+    source = header(headers, H_SOURCE) or origin
+    try:
+        outcome = handlers.handle_raw(raw, source, now)
+    except LedgerError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        log.exception("certify worker: handling %s failed; rejecting it", origin)
+        problem = InputError("input.unprocessable", f"internal error while handling: "
+                             f"{type(error).__name__}: {error}"[:500])
+        outcome = handlers.reject(raw, source, problem, now)
+    return outcome, dead_letter(outcome, raw, key=key, source=source, origin=origin,
+                                partition=partition)
+
+
+# ---- what the agents share --------------------------------------------------------------------
+
+
+def exit_now(error: BaseException) -> None:
+    log.critical("certify worker: fatal: %s: %s (exiting; uncommitted input is read again "
+                 "on restart)", type(error).__name__, error, exc_info=error)
+    print(f"certify worker: fatal: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+    os._exit(EXIT_FATAL)
+
+
+class Runtime:
+    """What the agents share: the handlers (checker + permit service, state rebuilt from the
+    ledger at start, as in embedded mode), the ledger (this process is its one writer:
+    Ledger.open takes a lock), the projector and the publisher. Opened before the worker
+    starts, closed after it stopped."""
+
+    def __init__(self, config: KafkaSettings, policy: Policy, *,
+                 clock: Callable[[], datetime] = utc_now,
+                 on_fatal: Callable[[BaseException], None] = exit_now,
+                 on_projected: Callable[[list[AppendedEntry]], None] | None = None) -> None:
+        from streams.embedded import ledger_events
+
+        settings = config.settings
+        self.config = config
+        self.clock = clock
+        self.on_fatal = on_fatal
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger.open(settings.ledger_dir, signer=load_signing_key(settings),
+                                  origin=settings.origin, partitions=settings.partitions,
+                                  checkpoint_every=settings.checkpoint_every,
+                                  checkpoint_interval_s=settings.checkpoint_interval_s)
+        try:
+            self.writer = LedgerWriter(self.ledger, settings.partitions)
+            self.handlers = Handlers(policy, self.writer.record, now_fn=clock)
+            self.handlers.load(ledger_events(settings.ledger_dir, self.ledger.partitions))
+            self.publisher = Publisher(config.bootstrap, config.topics)
+            self.projection: ProjectorLoop | None = None
+            if config.projector:
+                from projections import Projector
+
+                self.projection = ProjectorLoop(
+                    Projector(settings.ledger_dir, settings.duckdb_path), self.writer,
+                    config.projector_interval_s, on_projected)
+        except BaseException:
+            self.ledger.close()
+            raise
+        self.inbound = 0
+        self.rejected = 0
+        self._closed = False
+
+    async def aclose(self) -> None:
+        """Close from inside the event loop, after the app stopped (tests, benchmarks)."""
+        await self.publisher.stop()
+        self.close()
+
+    def close(self) -> None:
+        """Last DuckDB catch-up, sign every partition, release the ledger."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.projection is not None:
+                self.projection.close()
+        finally:
+            self.ledger.close()
+
+    async def guarded(self, work: Awaitable[None]) -> None:
+        """Run one batch to its end even if the agent is cancelled meanwhile (a stopping Faust
+        acks the batch, so it must be done); on any failure, end before the batch is acked."""
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                self.on_fatal(task.exception())  # type: ignore[arg-type]
+            raise
+        except Exception as error:  # noqa: BLE001 - anything here means: do not ack
+            self.on_fatal(error)
+            raise
+
+    async def inbound_batch(self, records: Sequence[Any]) -> None:
+        """Faust events of inbound topics -> ledger -> Kafka; returns when all is durable."""
+        letters: list[Outgoing] = []
+        for record in records:
+            message = record.message
+            outcome, letter = handle_record(
+                self.handlers, message.value, key=message.key, headers=message.headers,
+                origin=f"{message.topic}:{message.partition}:{message.offset}",
+                partition=message.partition, now=self.clock())
+            self.inbound += 1
+            if letter is not None:
+                self.rejected += 1
+                letters.append(letter)
+        # Every event is in the ledger now (the writer appended it when the handlers recorded
+        # it): a decision that masters can read is already on the record.
+        await self.flush(letters)
+
+    async def flush(self, extra: Sequence[Outgoing] = ()) -> None:
+        """Publish what the writer queued (and `extra`); returns when Kafka has it all."""
+        out = self.writer.take()
+        if out and self.projection is not None:
+            self.projection.poke()
+        await self.publisher.publish([*out, *extra])
+
+    async def tick(self) -> None:
+        """Due permit timers (deadlines, expiries, override ends) -> recorded, published."""
+        self.handlers.tick(self.clock())
+        await self.flush()
+
+
+# ---- the agents -------------------------------------------------------------------------------
+
+
+def install_agents(app: Any, runtime: Runtime) -> dict[str, Any]:
+    """Declare the agents (and the projector task, the permit and checkpoint timers) on `app`;
+    returns the agents by name. Every agent: concurrency=1 (ordering per partition; faust
+    #606); its batches run through `Runtime.guarded`.
+
+    The registry for agents of later issues: the permit service already runs inside the
+    handlers (approvals, executions, metrics reach it through `intake`). A dedicated permit or
+    rollback agent (e.g. consuming <p>.decisions, or metrics windows in a Faust table) goes
+    here, with concurrency=1, its batches through `runtime.guarded`, and its events recorded
+    through `runtime.handlers` (or `runtime.writer.record`) and sent with `runtime.flush`.
+    """
+    config = runtime.config
+    names = config.topics
+    size, within = config.batch_size, config.batch_within_s
+
+    def raw_topic(*topic_names: str) -> Any:
+        return app.topic(*topic_names, key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw")
+
+    @app.agent(raw_topic(names[TASKS]), name="certifier", concurrency=1)
+    async def certifier(stream: Any) -> None:
+        async for batch in stream.take_events(size, within=within):
+            await runtime.guarded(runtime.inbound_batch(batch))
+
+    @app.agent(raw_topic(names[APPROVALS], names[EXECUTIONS], names[METRICS]), name="intake",
+               concurrency=1)
+    async def intake(stream: Any) -> None:
+        async for batch in stream.take_events(size, within=within):
+            await runtime.guarded(runtime.inbound_batch(batch))
+
+    if runtime.projection is not None:
+        projection = runtime.projection
+
+        @app.task
+        async def projector() -> None:
+            await projection.run()
+
+    @app.timer(interval=PERMIT_TICK_S)
+    async def permit_timers() -> None:
+        """Approval deadlines, permit expiries, override ends: due timers become events."""
+        await runtime.guarded(runtime.tick())
+
+    @app.timer(interval=max(0.05, min(1.0, config.settings.checkpoint_interval_s / 4)))
+    async def checkpoints() -> None:
+        """Every entry is covered by a signed checkpoint within the configured interval."""
+        try:
+            runtime.ledger.maybe_checkpoint()
+        except Exception as error:  # noqa: BLE001 - the ledger cannot sign: stop
+            runtime.on_fatal(error)
+            raise
+
+    @app.on_before_shutdown.connect
+    async def stop_publisher(app: Any, **kwargs: Any) -> None:
+        # Faust has stopped its consumer and waited for every taken batch to be acked
+        await runtime.publisher.stop()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: Any, assigned: set[Any], **kwargs: Any) -> None:
+        mine = {tp.partition for tp in assigned if tp.topic == names[TASKS]}
+        if mine and mine != set(range(config.settings.partitions)):
+            log.error("certify worker: given tasks partitions %s of %d: another worker shares "
+                      "app id %r. One worker writes one ledger: run one worker per app id.",
+                      sorted(mine), config.settings.partitions, config.app_id)
+        print(f"certify worker: assigned {len(assigned)} topic partitions", file=sys.stderr,
+              flush=True)
+
+    return {"certifier": certifier, "intake": intake}

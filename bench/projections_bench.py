@@ -34,7 +34,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from ledger import Ledger, SigningKey, iter_entries
+from ledger import Ledger, SigningKey, iter_entries, partition_for
 from ledger.layout import partition_dir
 from ledger.reader import iter_raw
 from projections import Projector
@@ -162,8 +162,8 @@ def events(count: int, *, first: int = 0, seed: int = 7) -> Iterator[dict[str, A
 def write_ledger(directory: Path, count: int, partitions: int, *, first: int = 0) -> None:
     with Ledger.open(directory, signer=SIGNER, partitions=partitions) as ledger:
         per: list[list[dict[str, Any]]] = [[] for _ in range(partitions)]
-        for n, event in enumerate(events(count, first=first)):
-            per[n % partitions].append(event)
+        for event in events(count, first=first):  # by subject, as the runner does
+            per[partition_for(event["subject"], partitions)].append(event)
         for p, chunk in enumerate(per):
             ledger.append_many(p, chunk)
 

@@ -133,7 +133,8 @@ class Projector:
         self.batch_size = batch_size
         self.source: Source = source if source is not None else LedgerDirectory(self.ledger_dir)
         # Read stored bytes and let DuckDB parse them, when the source can (see RawBatch).
-        self.raw = raw and callable(getattr(self.source, "raw_entries", None))
+        self.raw = (raw and callable(getattr(self.source, "raw_entries", None))
+                    and getattr(self.source, "raw_supported", True))
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.con = _connect(self.db_path)
         try:

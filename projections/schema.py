@@ -10,6 +10,10 @@ from __future__ import annotations
 # Bump when a table changes shape: a file with another version must be rebuilt from the ledger.
 SCHEMA_VERSION = 1
 
+# The big JSON columns (every payload; the task documents) compress about 10x better with zstd
+# than with DuckDB's default string compression, and store faster (bench: 25 MB -> 3 MB).
+BIG_JSON = "JSON USING COMPRESSION 'zstd'"
+
 LEDGER_COLUMNS = """
     occurred_at TIMESTAMPTZ,
     partition INTEGER NOT NULL,
@@ -31,14 +35,14 @@ TABLES: dict[str, str] = {
         subject VARCHAR,
         correlation_id VARCHAR,
         causation_id VARCHAR,
-        payload JSON,
+        payload """ + BIG_JSON + """,
         leaf_hash VARCHAR NOT NULL,
         note VARCHAR,""" + LEDGER_COLUMNS,
     "tasks": """
         event_id VARCHAR NOT NULL,
         task_id VARCHAR NOT NULL,
         master_id VARCHAR,
-        task JSON,""" + LEDGER_COLUMNS,
+        task """ + BIG_JSON + """,""" + LEDGER_COLUMNS,
     "decisions": """
         event_id VARCHAR NOT NULL,
         task_id VARCHAR NOT NULL,

@@ -50,6 +50,16 @@ class LedgerDirectory:
 
         return iter_entries(self.directory, partition, start)
 
+    @property
+    def raw_supported(self) -> bool:
+        """Whether the ledger's reader hands out stored bytes (else: parsed entries only)."""
+        try:
+            from ledger.layout import partition_dir  # noqa: F401
+            from ledger.reader import iter_raw  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
     def raw_entries(self, partition: int, start: int) -> Iterator[tuple[int, bytes, bytes]]:
         """The ledger's frames as stored (hash-checked by the ledger's reader), events left as
         canonical JSON bytes for DuckDB to parse: no JSON work in Python."""

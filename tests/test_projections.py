@@ -6,6 +6,7 @@ ledger's own files; then counts, catch-up, replay, rebuild, bad input, crashes a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -395,6 +396,9 @@ BAD: dict[str, tuple[str, Any, str | None, str]] = {
                               "permit_id, to_state"),
     "payload null": ("review.post_execution", None, "reviews", "not projected into reviews"),
     "unknown type": ("quantum.entangled", {"x": 1}, None, "unknown, kept in events only"),
+    "number too large": ("review.post_execution",
+                         {"task_id": "t", "assigned_level": 1e300, "appropriate_level": 1,
+                          "reviewer": "r"}, "reviews", "assigned_level"),
 }
 
 
@@ -489,6 +493,34 @@ def test_an_odd_envelope_from_a_stream_is_kept_with_a_note(
     _, notes = projected_odd
     position = list(ODD_ENVELOPES).index(case)
     assert ODD_ENVELOPES[case][1] in (notes[position] or "")
+
+
+class BytesSource:
+    """Stored bytes as a broken ledger copy could hand them over: not JSON at all."""
+
+    def partitions(self) -> list[int]:
+        return [0]
+
+    def entries(self, partition: int, start: int) -> Iterator[Any]:
+        raise AssertionError("the projector reads stored bytes here")
+
+    def raw_entries(self, partition: int, start: int) -> Iterator[tuple[int, bytes, bytes]]:
+        good = json.dumps(envelope("task.submitted", {"task_id": "ok", "task": {}})).encode()
+        stored = [b'{"event_id": "torn", "type": "task.sub', good, b"\xff\xfe not utf-8"]
+        for index, body in enumerate(stored[start:], start):
+            yield index, bytes([index]) * 32, body
+
+
+def test_stored_bytes_duckdb_refuses_are_kept_entry_by_entry(tmp_path: Path, db: Path) -> None:
+    with Projector(tmp_path / "absent", db, source=BytesSource()) as projector:
+        stats = projector.catch_up()
+        rows = projector.con.execute("SELECT ledger_index, type, note FROM events "
+                                     "ORDER BY ledger_index").fetchall()
+        tasks = count(projector.con, "SELECT count(*) FROM tasks")
+    assert (stats.inserted, stats.noted) == (3, 2)
+    assert [(i, t) for i, t, _ in rows] == [(0, None), (1, "task.submitted"), (2, None)]
+    assert "not a JSON object" in rows[0][2] and rows[1][2] is None
+    assert tasks == 1
 
 
 # ---- crash safety ---------------------------------------------------------------------------

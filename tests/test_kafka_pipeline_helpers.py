@@ -121,7 +121,7 @@ def start_worker(bootstrap: str, data_dir: Path, key_dir: Path, prefix: str, log
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
-             worker: WorkerProcess | None = None) -> None:
+             worker: WorkerProcess | None = None, every: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if worker is not None and worker.proc.poll() is not None:
@@ -130,7 +130,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
         if time.monotonic() > deadline:
             tail = worker.output()[-4000:] if worker is not None else ""
             raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 # ---- reading topics ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ run: $(STAMP)
 
 # Starts the broker, runs every test (Kafka-marked ones included), always stops the broker.
 test: $(STAMP)
+	@scripts/ensure-chromium.sh
 	@scripts/kafka.sh start
 	@status=0; CERTIFY_KAFKA_BOOTSTRAP=$$(cat .cache/kafka/bootstrap) $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
 	  scripts/kafka.sh stop; exit $$status

@@ -7,6 +7,7 @@ source) do not need it at import time.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,9 @@ class LedgerDirectory:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+        # partition -> (next index, segment files' stat) after the last read to the end: an
+        # idle catch-up then costs a stat per segment, not a scan of the partition.
+        self._seen: dict[int, tuple[int, tuple[tuple[str, int, int], ...]]] = {}
 
     def partitions(self) -> list[int]:
         if not self.directory.is_dir():
@@ -63,12 +67,28 @@ class LedgerDirectory:
     def raw_entries(self, partition: int, start: int) -> Iterator[tuple[int, bytes, bytes]]:
         """The ledger's frames as stored (hash-checked by the ledger's reader), events left as
         canonical JSON bytes for DuckDB to parse: no JSON work in Python."""
-        from ledger.layout import partition_dir
+        from ledger.layout import SEGMENT_SUFFIX, partition_dir
         from ledger.reader import iter_raw
 
         pdir = partition_dir(self.directory, partition)
+        files = _stat(pdir, SEGMENT_SUFFIX)
+        if self._seen.get(partition) == (start, files):
+            return  # not a byte appended since we read it all
+        following = start
         for index, leaf_hash, _kind, _prev, body in iter_raw(pdir, partition, start):
             yield index, leaf_hash, body
+            following = index + 1
+        self._seen[partition] = (following, files)
+
+
+def _stat(pdir: Path, suffix: str) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and mtime of every file of a partition's segments, taken before reading."""
+    try:
+        found = [(entry.name, entry.stat()) for entry in os.scandir(pdir)
+                 if entry.name.endswith(suffix)]
+    except FileNotFoundError:
+        return ()
+    return tuple(sorted((name, st.st_size, st.st_mtime_ns) for name, st in found))
 
 
 def discover_partitions(directory: Path) -> list[int]:

@@ -113,13 +113,42 @@ def request_document(request: BaseModel) -> dict[str, Any]:
     return {k: _jsonable(v) for k, v in data.items() if k not in UNSIGNED_FIELDS}
 
 
+_SAFE_INT = 2**53
+_ASTRAL = re.compile("[\U00010000-\U0010ffff\ud800-\udfff]")
+
+
+def _plain(value: Any) -> bool:
+    """True when the stdlib encoder (sorted keys, compact, UTF-8) writes exactly RFC 8785:
+    no floats, integers within +-2**53, no characters outside the BMP (where UTF-16 key order
+    and code-point order could differ) and no lone surrogates. (ledger/canonical.py makes the
+    same argument for ledger entries; events may not import the ledger.)"""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -_SAFE_INT < value < _SAFE_INT
+    if isinstance(value, str):
+        return _ASTRAL.search(value) is None
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(k) and _plain(v) for k, v in value.items())
+    return False  # floats and anything else: the reference encoder decides
+
+
+def canonical_json(document: Any) -> bytes:
+    """RFC 8785 bytes of a JSON value (stdlib fast path when it is exact, else rfc8785)."""
+    if _plain(document):
+        return json.dumps(document, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+    try:
+        return rfc8785.dumps(document)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as error:
+        raise SigningError(f"no canonical form: {error}") from None
+
+
 def request_sha256(request: BaseModel) -> str:
     """SHA-256 hex of the RFC 8785 form of `request_document(request)`."""
-    try:
-        canonical = rfc8785.dumps(request_document(request))
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as error:
-        raise SigningError(f"request has no canonical form: {error}") from None
-    return hashlib.sha256(canonical).hexdigest()
+    return hashlib.sha256(canonical_json(request_document(request))).hexdigest()
 
 
 # --- keys and signatures ------------------------------------------------------------------

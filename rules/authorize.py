@@ -13,6 +13,7 @@ presented permit cannot be checked and the answer is no.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +79,26 @@ class Assessment:
     permit_id: str | None
 
 
+# The level an operation requires is a pure function of (policy, operation): remembered, so
+# that "may I?" costs a dict lookup once an operation shape has been certified.
+REQUIRED_CACHE_SIZE = 50_000
+_required_cache: OrderedDict[tuple[Any, ...], tuple[int, str]] = OrderedDict()
+
+
+def _required(op: Operation, facts: OperationFacts, policy: Policy) -> tuple[int, str]:
+    """(level required, certified environment) of one operation."""
+    key = (policy.sha256, op.type, op.environment, op.service, op.description,
+           facts.data_classes, facts.region)
+    found = _required_cache.get(key)
+    if found is None:
+        decided = decide(_operation_task(op, facts), policy).decided
+        found = (decided.level, decided.environment)
+        _required_cache[key] = found
+        if len(_required_cache) > REQUIRED_CACHE_SIZE:
+            _required_cache.popitem(last=False)
+    return found
+
+
 def _model(model: type[BaseModel], value: Any, where: str) -> Any:
     try:
         return model.model_validate(value)
@@ -131,10 +152,11 @@ def assess(request: Any, policy: Policy, now: datetime, permits: PermitLookup | 
         op = _model(Operation, request["operation"], "operation")
         operation = op.model_dump(exclude_none=True)
         facts = OperationFacts.of(operation)
-        decision = decide(_operation_task(op, facts), policy)
+        required, environment = _required(op, facts, policy)
         sensitive = bool(facts.data_classes & SENSITIVE)
     elif "task" in request and request["task"] is not None:
         decision = decide(request["task"], policy)
+        required, environment = decision.decided.level, decision.decided.environment
         task = decision.facts
         sensitive = any(c in decision.findings.data for c in SENSITIVE)
         operation = {"type": task.operations[0] if task.operations else "task",
@@ -144,6 +166,7 @@ def assess(request: Any, policy: Policy, now: datetime, permits: PermitLookup | 
             operation["service"] = task.services[0]
         if task.regions:
             operation["region"] = task.regions[0]
+        facts = OperationFacts.of(operation)
     else:
         raise InputError("input.schema", "operation: field required (or give a task)")
     permit_id = presented_permit_id(request, worker)
@@ -152,9 +175,8 @@ def assess(request: Any, policy: Policy, now: datetime, permits: PermitLookup | 
         return Assessment(Verdict(allowed, code, message, required, permit_id), worker,
                           operation, permit_id)
 
-    required = decision.decided.level
     level = worker.certification_level
-    production = decision.decided.environment == "production"
+    production = environment == "production"
     if worker.status.lower() in BLOCKED_STATUSES:
         return verdict(False, f"certification_{worker.status.lower()}",
                        f"Worker certification is {worker.status.lower()}")
@@ -179,6 +201,5 @@ def assess(request: Any, policy: Policy, now: datetime, permits: PermitLookup | 
         return verdict(False, "permit_not_verifiable",
                        "Permits are checked against the live permit store only: ask the "
                        "certification service (POST /v1/authorize)")
-    check = check_operation(permits(permit_id), worker.id, level,
-                            OperationFacts.of(operation), now)
+    check = check_operation(permits(permit_id), worker.id, level, facts, now)
     return verdict(check.allowed, check.code, check.message)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -80,6 +81,7 @@ _RESPONSES: dict[str, Response] = {
     "outside_time_window": Response("medium", "denied"),
 }
 _DEFAULT = Response("high", "denied")
+_name = lru_cache(maxsize=100_000)(normalise_name)  # the same few names, asked again and again
 
 
 def response_for(code: str) -> Response:
@@ -99,19 +101,19 @@ class OperationFacts:
 
     @classmethod
     def of(cls, operation: Mapping[str, Any]) -> OperationFacts:
-        data = {normalise_name(name) for flag, name in (
+        data = {name for flag, name in (
             ("has_pii", "pii"), ("has_phi", "phi"), ("has_financial", "financial"),
             ("has_credentials", "credentials")) if operation.get(flag) is True}
         classes = operation.get("data_classes") or operation.get("data_types") or []
         if isinstance(classes, str):
             classes = [classes]
-        data |= {normalise_name(c) for c in classes if isinstance(c, str) and c.strip()}
+        data |= {_name(c) for c in classes if isinstance(c, str) and c.strip()}
         service, region = operation.get("service"), operation.get("region")
-        return cls(type=normalise_name(str(operation.get("type", ""))),
+        return cls(type=_name(str(operation.get("type", ""))),
                    environment=env_name(str(operation.get("environment", ""))),
-                   service=normalise_name(service) if isinstance(service, str) and service.strip()
+                   service=_name(service) if isinstance(service, str) and service.strip()
                    else None, data_classes=frozenset(data - {"public"}),
-                   region=normalise_name(region) if isinstance(region, str) and region.strip()
+                   region=_name(region) if isinstance(region, str) and region.strip()
                    else None)
 
 

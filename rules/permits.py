@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from events.payloads import CertificationDecided, OverrideScope, PermitRequested, PermitScope
@@ -51,6 +52,7 @@ class Refusal:
     message: str
 
 
+@lru_cache(maxsize=1024)
 def env_name(value: str) -> str:
     name = normalise_name(value)
     return ENV_ALIASES.get(name, name)

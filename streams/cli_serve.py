@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import gc
+
     from aiohttp import web
 
     from streams.cli import EXIT_OK, _policy, _settings
@@ -36,15 +39,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runner = EmbeddedRunner(settings, policy)
     interval = args.tick_seconds or policy.governance.permit_lifecycle.monitor_interval_seconds
 
-    def housekeeping() -> None:
-        runner.ledger.maybe_checkpoint()
-        runner.projector.catch_up()
+    # The state rebuilt from the ledger lives as long as the process: keep the collector from
+    # walking it on every full collection (long pauses would land on requests).
+    gc.collect()
+    gc.freeze()
 
-    async def close(_: web.Application) -> None:
+    async def projections(_: web.Application):  # type: ignore[no-untyped-def]
+        """DuckDB catch-up in a worker thread, so that requests never wait for it."""
+        running: list[asyncio.Future[None]] = []
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                running[:] = [asyncio.ensure_future(asyncio.to_thread(runner.projector.catch_up))]
+                try:
+                    await asyncio.shield(running[0])
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # logged; retried next interval
+                    print(f"certify serve: projections: {error}", file=sys.stderr)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        for pending in (task, *running):  # never close the projector under a running catch-up
+            try:
+                await pending
+            except (asyncio.CancelledError, Exception):
+                pass
         runner.close()
 
-    app = create_app(runner.pipeline, tick_interval=interval, on_tick=housekeeping)
-    app.on_cleanup.append(close)
+    app = create_app(runner.pipeline, tick_interval=interval,
+                     on_tick=runner.ledger.maybe_checkpoint)
+    app.cleanup_ctx.append(projections)
     print(f"certify serve: http://{args.host}:{args.port}  (data in {settings.data_dir}/, "
           f"timers every {interval:g} s; Ctrl-C stops)", file=sys.stderr, flush=True)
     web.run_app(app, host=args.host, port=args.port, print=None)

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from events import Envelope, utc_now
+from events import Envelope, format_time, utc_now
 from ledger import Ledger, iter_entries, partition_for
 from ledger.layout import KIND_EVENT, partition_dir
 from projections import Projector
@@ -30,6 +30,7 @@ from streams.handlers import Pipeline
 from streams.keys import load_signing_key
 
 PROGRESS_EVERY = 5_000
+PARTITION_CACHE = 100_000
 
 
 @dataclass
@@ -60,13 +61,19 @@ class EmbeddedRunner:
                                   checkpoint_every=settings.checkpoint_every,
                                   checkpoint_interval_s=settings.checkpoint_interval_s)
         self.projector = Projector(settings.ledger_dir, settings.duckdb_path)
+        self._partitions: dict[str, int] = {}  # subject -> partition (murmur2 is pure Python)
         self.pipeline = Pipeline(policy, self.record, now_fn=clock)
         self.pipeline.load(ledger_events(settings.ledger_dir, self.ledger.partitions))
 
     def record(self, event: Envelope) -> bool:
         """Append one event to its partition; False when the ledger already had it."""
-        partition = partition_for(event.subject, self.settings.partitions)
-        return not self.ledger.append(partition, event.to_record()).duplicate
+        partition = self._partitions.get(event.subject)
+        if partition is None:
+            partition = partition_for(event.subject, self.settings.partitions)
+            if len(self._partitions) > PARTITION_CACHE:
+                self._partitions.clear()
+            self._partitions[event.subject] = partition
+        return not self.ledger.append(partition, ledger_record(event)).duplicate
 
     def tick(self, now: datetime | None = None) -> list[Envelope]:
         """Due timers (deadlines, expiries, override ends) -> recorded events."""
@@ -105,6 +112,17 @@ class EmbeddedRunner:
     def close(self) -> None:
         self.ledger.close()
         self.projector.close()
+
+
+def ledger_record(event: Envelope) -> dict[str, Any]:
+    """`event.to_record()` without a second pydantic pass: envelopes carry JSON payloads
+    (validated from JSON or dumped in JSON mode), so only the time needs its one spelling.
+    tests/test_permit_service.py checks the equality with to_record()."""
+    return {"event_id": event.event_id, "type": event.type,
+            "schema_version": event.schema_version, "occurred_at": format_time(event.occurred_at),
+            "producer": event.producer, "subject": event.subject,
+            "correlation_id": event.correlation_id, "causation_id": event.causation_id,
+            "payload": event.payload}
 
 
 def ledger_events(directory: Path, partitions: int) -> Iterator[Envelope]:

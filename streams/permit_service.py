@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from events import Envelope, InputError, describe_validation_error, format_time, parse_payload
 from events import payloads as p
 from events.envelope import utc_now
-from events.signing import request_sha256
+from events.signing import SigningError, request_sha256
 from rules.approvals import (
     ApproverKey,
     QuorumSpec,
@@ -120,6 +120,8 @@ class PermitService:
         self.seen: set[str] = set()  # inbound event ids already handled
         self.overrides: dict[str, OverrideState] = {}
         self.ticket_overrides: Counter[str] = Counter()
+        self._stamp_cache: tuple[datetime | None, str] = (None, "")
+        self._audit_cache: dict[str, tuple[Permit, dict[str, Any]]] = {}
         self.destructive_ops = frozenset(
             normalise_name(n) for n in policy.scoring.operations["data_deletion"].names)
 
@@ -137,7 +139,7 @@ class PermitService:
         """Fold one recorded event into the state (never decides, never records)."""
         kind = e.type
         if kind in TRANSITION_TYPES:
-            self._fold_transition(e, p.PermitTransition.model_validate(e.payload))
+            self._fold_transition(e, e.payload)  # JSON-native fields: no model needed
         elif kind == "certification.decided":
             decided = p.CertificationDecided.model_validate(e.payload)
             self.decisions[e.event_id] = DecisionInfo.from_payload(e.event_id, decided)
@@ -188,12 +190,13 @@ class PermitService:
             constraints=dict(req.constraints),
             compliance_frameworks=decision.compliance_frameworks if decision else ()))
 
-    def _fold_transition(self, e: Envelope, t: p.PermitTransition) -> None:
-        permit = self.permits.get(t.permit_id)
+    def _fold_transition(self, e: Envelope, t: Mapping[str, Any]) -> None:
+        permit = self.permits.get(t["permit_id"])
         if permit is None:
             return
-        d = t.details
-        changes: dict[str, Any] = {"state": t.to_state, "reason": t.reason or permit.reason}
+        d = t.get("details") or {}
+        reason = t.get("reason") or ""
+        changes: dict[str, Any] = {"state": t["to_state"], "reason": reason or permit.reason}
         if "quorum" in d:
             changes["quorum"] = QuorumSpec.from_dict(d["quorum"])
         if "approval_deadline" in d:
@@ -214,8 +217,8 @@ class PermitService:
             changes["renewals"] = permit.renewals + 1
             changes["scope"] = replace(permit.scope,
                                        not_after=datetime.fromisoformat(d["not_after"]))
-        entry = {"event": e.type, "from": t.from_state, "to": t.to_state,
-                 "at": format_time(e.occurred_at), "reason": t.reason, "actor": t.actor}
+        entry = {"event": e.type, "from": t["from_state"], "to": t["to_state"],
+                 "at": e.occurred_at, "reason": reason, "actor": t.get("actor")}
         changes["history"] = (*permit.history, entry)
         self._put(replace(permit, **changes))
 
@@ -248,7 +251,7 @@ class PermitService:
                 approvals=(Approval(o.commander_id, o.commander_role, "approve", e.occurred_at,
                                     e.occurred_at, "", ""),),
                 history=({"event": "override.event", "from": None, "to": "issued",
-                          "at": format_time(e.occurred_at), "reason": o.reason,
+                          "at": e.occurred_at, "reason": o.reason,
                           "actor": o.commander_id},)))
         elif state is not None and o.stage == "revoked":
             state.revoked = True
@@ -278,13 +281,28 @@ class PermitService:
             self.observe(envelope)
         out.append(envelope)
 
-    def _event(self, kind: str, subject: str, payload: BaseModel, now: datetime,
-               event_id: str, cause: Envelope | None = None) -> Envelope:
+    def _event(self, kind: str, subject: str, payload: BaseModel | dict[str, Any],
+               now: datetime, event_id: str, cause: Envelope | None = None) -> Envelope:
         return Envelope(
             event_id=event_id, type=kind, occurred_at=now, producer=PRODUCER, subject=subject,
             correlation_id=(cause.correlation_id or cause.event_id) if cause else None,
             causation_id=cause.event_id if cause else None,
-            payload=payload.model_dump(mode="json"))
+            payload=payload if isinstance(payload, dict) else payload.model_dump(mode="json"))
+
+    def _stamp(self, now: datetime) -> str:
+        if self._stamp_cache[0] != now:
+            self._stamp_cache = (now, format_time(now))
+        return self._stamp_cache[1]
+
+    def _permit_audit(self, permit: Permit) -> dict[str, Any]:
+        """The permit's part of the audit fields, computed once per version of the permit."""
+        cached = self._audit_cache.get(permit.permit_id)
+        if cached is None or cached[0] is not permit:
+            values = self._audit_values(permit, permit.requested_at)
+            del values["timestamp"]
+            cached = (permit, values)
+            self._audit_cache[permit.permit_id] = cached
+        return cached[1]
 
     def _audit_values(self, permit: Permit, now: datetime, **extra: Any) -> dict[str, Any]:
         approvals = [a for a in permit.approvals if a.decision == "approve"]
@@ -441,7 +459,7 @@ class PermitService:
                 "permit.id_conflict", f"permit {req.permit_id!r} exists with another request"),
                 now)
         decision = self.decisions.get(req.decision_event_id)
-        ptype = check_request(req, decision, self.gov, now, request_sha256(req))
+        ptype = check_request(req, decision, self.gov, now, _hash(req))
         if isinstance(ptype, Refusal):
             return self._refuse_request(e, req.model_dump(mode="json"), ptype, now)
         out: list[Envelope] = []
@@ -517,7 +535,7 @@ class PermitService:
     def _on_override(self, e: Envelope, req: p.OverrideRequested, now: datetime) -> Result:
         recent = [o.granted_at for o in self.overrides.values()]
         grant = check_override(
-            req, computed_sha256=request_sha256(req), registry=self.registry, governance=self.gov,
+            req, computed_sha256=_hash(req), registry=self.registry, governance=self.gov,
             destructive_operations=self.destructive_ops,
             ticket_overrides=self.ticket_overrides[req.incident_ticket], recent_grants=recent,
             known_ids=self.permits.keys() | self.overrides.keys(),
@@ -681,7 +699,7 @@ class PermitService:
         base = f"{cause.event_id}" if cause else f"authz:{request_id}"
         permit = self.permits.get(a.permit_id) if a.permit_id else None
         spec = permit.audit if permit else audit_spec(self.gov, v.required_level)
-        values = {"operation_type": a.operation.get("type"), "timestamp": format_time(now),
+        values = {"operation_type": a.operation.get("type"), "timestamp": self._stamp(now),
                   "worker_id": a.worker.id, "outcome": "allowed" if v.allowed else "denied",
                   "error_conditions": None if v.allowed else v.reason_code,
                   "resources_accessed": [a.operation["service"]] if a.operation.get("service")
@@ -689,13 +707,14 @@ class PermitService:
                   "certification_level": a.worker.certification_level,
                   "constraint_validations": {"permit_id": a.permit_id, "result": v.reason_code}}
         if permit is not None:
-            values = {**self._audit_values(permit, now), **values}
+            values = {**self._permit_audit(permit), **values}
         out: list[Envelope] = []
-        answer = p.OperationAuthorized(
-            worker_id=a.worker.id, permit_id=a.permit_id, operation=a.operation,
-            allowed=v.allowed, reason_code=v.reason_code, message=v.message,
-            request_id=request_id, required_level=v.required_level,
-            audit=audit_record(spec, values))
+        # The hot path: the payload is the OperationAuthorized document built as JSON directly
+        # (its values are validated by assess or ours; tests check it against the model).
+        answer = {"worker_id": a.worker.id, "permit_id": a.permit_id, "operation": a.operation,
+                  "allowed": v.allowed, "reason_code": v.reason_code, "message": v.message,
+                  "request_id": request_id, "required_level": v.required_level,
+                  "audit": audit_record(spec, values)}
         subject = a.permit_id or a.worker.id
         self._emit(self._event("operation.authorized", subject, answer, now,
                                f"{base}:authorized", cause), out)
@@ -738,6 +757,9 @@ class PermitService:
 
     def timers(self) -> list[tuple[datetime, str, str]]:
         """Pending timers (due time, kind, subject), soonest first: what tick will act on."""
+        return sorted(self._timers())
+
+    def _timers(self) -> list[tuple[datetime, str, str]]:
         due: list[tuple[datetime, str, str]] = []
         for pid in self.live:
             permit = self.permits[pid]
@@ -754,15 +776,15 @@ class PermitService:
         for o in self.overrides.values():
             if not o.review_completed and not o.review_escalated:
                 due.append((o.review_due_at, "review_due", o.override_id))
-        return sorted(due)
+        return due
 
     def tick(self, now: datetime | None = None) -> list[Envelope]:
         """Emit whatever is due at `now` (event time; the caller passes the clock)."""
         now = now if now is not None else self.now_fn()
         out: list[Envelope] = []
-        for at, kind, subject in self.timers():
-            if at > now or (kind == "approval_deadline" and at == now):
-                continue
+        due = sorted(t for t in self._timers() if t[0] < now or (
+            t[0] == now and t[1] != "approval_deadline"))  # approvals count up to the deadline
+        for at, kind, subject in due:
             if kind == "approval_deadline":
                 self._deadline_passed(subject, now, out)
             elif kind == "override_end":
@@ -858,8 +880,16 @@ class PermitService:
             "audit": {"level": permit.audit.level,
                       "retention_class": permit.audit.retention_class,
                       "retention_days": permit.audit.retention_days},
-            "history": list(permit.history),
+            "history": [{**h, "at": _t(h["at"])} for h in permit.history],
         }
+
+
+def _hash(request: BaseModel) -> str:
+    try:
+        return request_sha256(request)
+    except SigningError as error:
+        raise InputError("input.schema", f"request: {error} (RFC 8785 allows integers up to "
+                         "2**53 and finite numbers only)") from None
 
 
 def parse_model(model: type[BaseModel], document: Any, where: str = "") -> Any:

@@ -47,7 +47,7 @@ from events.payloads import (
     PermitRenewalRequested,
     PermitRequested,
 )
-from events.signing import request_sha256
+from events.signing import SigningError, request_sha256
 from rules.permits import Refusal, default_window
 from streams.handlers import Outcome, Pipeline
 from streams.permit_service import Result, parse_model
@@ -255,7 +255,10 @@ def build_request(body: dict[str, Any], pipe: Pipeline, now: datetime) -> Permit
         digest = hashlib.sha256(json.dumps(request.model_dump(mode="json"), sort_keys=True)
                                 .encode()).hexdigest()
         request = request.model_copy(update={"permit_id": f"prm-{digest[:16]}"})
-    computed = request_sha256(request)
+    try:
+        computed = request_sha256(request)
+    except SigningError as error:
+        raise InputError("input.schema", f"request: {error}") from None
     return request.model_copy(update={"request_sha256": given_sha or computed})
 
 

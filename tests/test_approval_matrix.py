@@ -250,3 +250,23 @@ def test_canonical_approval_bytes_are_the_documented_ones():
     body = DANA.sign({"permit_id": "prm-1", "request_sha256": "ab" * 32})
     assert verify(DANA.public_key, message, body["signature"])
     assert not verify(DANA.public_key, message.replace(b"approve", b"deny"), body["signature"])
+
+
+@pytest.mark.parametrize("document", [
+    {"b": [1, "x", None, True], "a": {"z": "é\n\u2028", "y": -(2**53) + 1}},
+    {"float": 0.1, "astral": "\U0001f600", "k\U0001f600": 1, "\uffff": 2, "e": 1e21},
+    {"\u00e9": 1, "e\u0301": 2, "z": "\u007f\u0000"},
+], ids=["plain", "needs the reference encoder", "escapes and ordering"])
+def test_canonical_json_matches_rfc8785(document):
+    import rfc8785
+
+    from events.signing import canonical_json
+
+    assert canonical_json(document) == rfc8785.dumps(document)
+
+
+def test_integers_beyond_2_53_have_no_canonical_form():
+    from events.signing import SigningError, canonical_json
+
+    with pytest.raises(SigningError):
+        canonical_json({"big": 2**60})

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from events import format_time
+from events.payloads import OperationAuthorized
 from tests.test_permit_kit import (
     APPROVERS,
     T0,
@@ -55,6 +56,7 @@ def test_in_scope_is_allowed_and_starts_execution():
     assert [e.type for e in result.events] == ["operation.authorized", "permit.execution_started"]
     assert state(pipe, pid) == "executing"
     answer = result.events[0].payload
+    assert OperationAuthorized.model_validate(answer).model_dump(mode="json") == answer
     assert answer["allowed"] and answer["audit"]["retention_class"] == "extended-1y"
     assert answer["audit"]["fields"]["worker_id"] == "worker-7"
     assert ask(pipe, pid, type="health_check").verdict.allowed

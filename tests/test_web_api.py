@@ -167,6 +167,11 @@ ERRORS = [
       id="unknown decision word"),
     P("POST", "/v1/permits/prm-1/approvals", {"permit_id": "prm-2", "decision": "approve"}, 400,
       "input.schema", id="permit id differs from the URL"),
+    P("POST", "/v1/permits", {"task_id": "web-task-1", "requested_by": "m",
+                              "scope": {"operations": ["deploy"], "environment": "production"},
+                              "justification": "x",
+                              "rollback_plan": {"steps": [2**60], "verification": ["ok"]}},
+      400, "input.schema", id="a number JSON cannot canonicalise"),
     P("POST", "/v1/permits", {"task_id": "never-submitted", "requested_by": "m",
                               "scope": {"operations": ["deploy"], "environment": "production"},
                               "justification": "x"}, 422, "permit.unknown_decision",
@@ -176,6 +181,7 @@ ERRORS = [
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "code"), ERRORS)
 def test_errors_are_json_with_a_stable_code(live, method, path, body, status, code):
+    new_task(live, task_id="web-task-1")  # (the same bytes again: one decision)
     got, headers, document = live.call(method, path, body)
     assert got == status, document
     assert isinstance(document, dict) and set(document) == {"error"}, document

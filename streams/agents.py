@@ -148,7 +148,8 @@ class Runtime:
 
                 self.projection = ProjectorLoop(
                     Projector(settings.ledger_dir, settings.duckdb_path), self.writer,
-                    config.projector_interval_s, on_projected)
+                    config.projector_interval_s, on_projected, snapshot=config.snapshot,
+                    snapshot_interval_s=config.snapshot_interval_s)
         except BaseException:
             self.ledger.close()
             raise

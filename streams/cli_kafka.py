@@ -32,12 +32,15 @@ def _kafka_options(p: argparse.ArgumentParser, *, worker: bool = False) -> None:
     p.add_argument("--web-port", type=int, help="port of Faust's web server (env "
                    "CERTIFY_WEB_PORT, default 6066)")
     p.add_argument("--web-host", help="address Faust's web server binds (env CERTIFY_WEB_HOST, "
-                   "default 127.0.0.1; 0.0.0.0 in a container)")
+                   "default 127.0.0.1)")
     p.add_argument("--no-web", dest="web", action="store_const", const=False, default=None,
                    help="no Faust web server (env CERTIFY_WEB=0)")
     p.add_argument("--no-projector", dest="projector", action="store_const", const=False,
                    default=None, help="do not project the ledger into DuckDB in this process "
                    "(env CERTIFY_PROJECTOR=0)")
+    p.add_argument("--snapshot", help="also publish a copy of the DuckDB projections here, at "
+                   "most every CERTIFY_SNAPSHOT_INTERVAL_S (60) seconds and at stop, for "
+                   "readers in other processes (env CERTIFY_DUCKDB_SNAPSHOT)")
     p.add_argument("--batch-size", type=int, help="records an agent takes at once (env "
                    "CERTIFY_BATCH_SIZE, default 500)")
     p.add_argument("--session-timeout", type=float, help="seconds before the broker gives a "
@@ -81,7 +84,7 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             batch_size=getattr(args, "batch_size", None),
             projector=getattr(args, "projector", None),
             session_timeout_s=getattr(args, "session_timeout", None),
-            loglevel=getattr(args, "loglevel", None))
+            loglevel=getattr(args, "loglevel", None), snapshot=getattr(args, "snapshot", None))
     except (ValueError, TopicError) as error:
         raise CliError(str(error)) from None
 

@@ -7,7 +7,8 @@ as values; `streams.app.build_app` builds the Faust App from this and nothing el
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from streams.config import Settings
 from streams.topics import DEFAULT_PREFIX, TopicNames, bootstrap_servers
@@ -17,7 +18,9 @@ DEFAULT_WEB_PORT = 6066  # Faust's default; docker-compose.yml's worker healthch
 DEFAULT_WEB_HOST = "127.0.0.1"
 DEFAULT_BATCH_SIZE = 500  # records an agent takes at once (latency: see batch_within_s)
 DEFAULT_BATCH_WITHIN_S = 0.005
-DEFAULT_PROJECTOR_INTERVAL_S = 0.05  # shortest pause between two DuckDB catch-ups
+DEFAULT_PROJECTOR_INTERVAL_S = 0.5  # at most one DuckDB catch-up per interval (each costs
+# ~50-200 ms of CPU whatever its size, so rows lag by up to this much, plus one catch-up)
+DEFAULT_SNAPSHOT_INTERVAL_S = 60.0
 DEFAULT_SESSION_TIMEOUT_S = 10.0  # a SIGKILLed worker's partitions move on after this
 
 
@@ -36,6 +39,8 @@ class KafkaSettings:
     projector_interval_s: float = DEFAULT_PROJECTOR_INTERVAL_S
     session_timeout_s: float = DEFAULT_SESSION_TIMEOUT_S
     loglevel: str = "info"
+    snapshot: Path | None = None  # DuckDB copy for readers in other processes
+    snapshot_interval_s: float = DEFAULT_SNAPSHOT_INTERVAL_S
 
     @property
     def bootstrap(self) -> str:
@@ -85,7 +90,8 @@ def load_kafka_settings(settings: Settings, *, topic_prefix: str | None = None,
                         web: bool | None = None, web_host: str | None = None,
                         web_port: int | None = None, batch_size: int | None = None,
                         projector: bool | None = None, session_timeout_s: float | None = None,
-                        loglevel: str | None = None) -> KafkaSettings:
+                        loglevel: str | None = None, snapshot: str | None = None
+                        ) -> KafkaSettings:
     config = KafkaSettings(
         settings=settings,
         topic_prefix=_pick(topic_prefix, "CERTIFY_TOPIC_PREFIX", str, DEFAULT_PREFIX),
@@ -103,8 +109,13 @@ def load_kafka_settings(settings: Settings, *, topic_prefix: str | None = None,
         session_timeout_s=_pick(session_timeout_s, "CERTIFY_SESSION_TIMEOUT_S", float,
                                 DEFAULT_SESSION_TIMEOUT_S),
         loglevel=_pick(loglevel, "CERTIFY_LOGLEVEL", str, "info"),
+        snapshot=_pick(snapshot, "CERTIFY_DUCKDB_SNAPSHOT", Path, None),
+        snapshot_interval_s=_pick(None, "CERTIFY_SNAPSHOT_INTERVAL_S", float,
+                                  DEFAULT_SNAPSHOT_INTERVAL_S),
     )
     bootstrap_servers(settings.broker)  # fail early on an empty broker spec
+    if config.snapshot is not None and not isinstance(config.snapshot, Path):
+        config = replace(config, snapshot=Path(config.snapshot))
     if config.replication < 1 or config.batch_size < 1 or config.session_timeout_s < 1:
         raise ValueError("replication, batch size and session timeout must be positive")
     if not config.topic_prefix or any(c in config.topic_prefix for c in " /\\:"):

@@ -11,9 +11,11 @@ ProjectorLoop: the ledger -> DuckDB, in a worker thread, from what the writer ap
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from events import Envelope
@@ -135,11 +137,16 @@ class ProjectorLoop:
     """
 
     def __init__(self, projector: Any, writer: LedgerWriter, interval_s: float,
-                 on_projected: Callable[[list[AppendedEntry]], None] | None = None) -> None:
+                 on_projected: Callable[[list[AppendedEntry]], None] | None = None, *,
+                 snapshot: Path | None = None, snapshot_interval_s: float = 60.0) -> None:
         self.projector = projector
         self.writer = writer
         self.interval_s = interval_s
         self.on_projected = on_projected
+        self.snapshot = snapshot  # a copy for readers in other processes (DuckDB: one writer)
+        self.snapshot_interval_s = snapshot_interval_s
+        self._snapshot_at = float("-inf")
+        self._snapshot_stale = snapshot is not None
         self.dirty = asyncio.Event()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projector")
         self.batches = 0
@@ -166,6 +173,17 @@ class ProjectorLoop:
             self.from_files += 1
             self.projector.catch_up()
         self.next = dict(self.projector.next_indexes())
+        self._snapshot_stale = self.snapshot is not None
+        self._maybe_snapshot()
+
+    def _maybe_snapshot(self, *, force: bool = False) -> None:
+        if not self._snapshot_stale or self.snapshot is None:
+            return
+        now = time.monotonic()
+        if force or now - self._snapshot_at >= self.snapshot_interval_s:
+            self.snapshot.parent.mkdir(parents=True, exist_ok=True)
+            self.projector.publish_snapshot(self.snapshot)
+            self._snapshot_at, self._snapshot_stale = now, False
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -185,4 +203,6 @@ class ProjectorLoop:
         self.pool.shutdown(wait=True)
         self.writer.fresh = []
         self.projector.catch_up()
+        self._snapshot_stale = self.snapshot is not None
+        self._maybe_snapshot(force=True)
         self.projector.close()

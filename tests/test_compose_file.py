@@ -118,10 +118,35 @@ def test_worker_and_web_run_certify_after_kafka_is_healthy(compose):
         service = services[name]
         assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
         assert service["environment"]["CERTIFY_DATA_DIR"] == "/data"
-        assert "ledger:/data" in service["volumes"]
+        assert service["environment"]["CERTIFY_KEY_DIR"].startswith("/data/")  # kept on a volume
         assert "healthcheck" in service
-    assert "duckdb:/duckdb" in services["web"]["volumes"]
-    assert set(compose["volumes"]) >= {"kafka-data", "ledger", "duckdb"}
+    assert set(compose["volumes"]) >= {"kafka-data", "ledger", "duckdb", "web-data"}
+
+
+def test_each_ledger_has_one_writer_and_the_worker_publishes_duckdb_for_readers(compose):
+    worker, web = compose["services"]["worker"], compose["services"]["web"]
+    assert "ledger:/data" in worker["volumes"]
+    assert "web-data:/data" in web["volumes"]  # `certify serve` writes a ledger of its own
+    assert "deploy" not in worker and "scale" not in worker  # one worker per ledger
+    snapshot = worker["environment"]["CERTIFY_DUCKDB_SNAPSHOT"]
+    assert any(snapshot.startswith(v.split(":")[1] + "/") for v in worker["volumes"]
+               if v.startswith("duckdb:"))
+
+
+def test_worker_healthcheck_asks_the_port_the_worker_serves(compose):
+    from streams.worker_config import DEFAULT_WEB_PORT
+
+    worker = compose["services"]["worker"]
+    assert f"127.0.0.1:{DEFAULT_WEB_PORT}/" in " ".join(worker["healthcheck"]["test"])
+    assert "CERTIFY_WEB_PORT" not in worker["environment"] and "--web-port" not in worker["command"]
+
+
+def test_every_certify_variable_is_one_the_code_reads(compose):
+    sources = "\n".join(path.read_text() for path in (ROOT / "streams").glob("*.py"))
+    for name, service in compose["services"].items():
+        for variable in service.get("environment", {}):
+            if variable.startswith("CERTIFY_"):
+                assert f'"{variable}"' in sources, f"{name}: {variable} is read by nothing"
 
 
 def test_published_ports_bind_to_loopback_only(compose):

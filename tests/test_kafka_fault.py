@@ -53,7 +53,8 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_records_nothing_twice(
         at_kill = _recorded(ledger_dir)
         assert at_kill < total, "the stream was done before the kill: make it longer"
 
-        second = start_worker(kafka_bootstrap, data, keys, prefix, tmp_path / "second.log")
+        second = start_worker(kafka_bootstrap, data, keys, prefix, tmp_path / "second.log",
+                              "--snapshot", str(tmp_path / "snapshot" / "certify.duckdb"))
         wait_for(lambda: _recorded(ledger_dir) >= total, 240, f"{total} entries", second,
                  every=0.5)
         ledger_topic = asyncio.run(read_topic(
@@ -92,6 +93,8 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_records_nothing_twice(
         decided = db.execute("select count(*) from decisions").fetchone()[0]
     assert projected == (total, total)
     assert decided == len(want.decisions)
+    with connect_readonly(tmp_path / "snapshot" / "certify.duckdb") as db:  # for readers elsewhere
+        assert db.execute("select count(*) from decisions").fetchone()[0] == decided
     summary = re.search(r"(\d+) ledger entries appended, (\d+) duplicates refused",
                         second.output())
     assert summary is not None, second.output()[-3000:]

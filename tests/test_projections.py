@@ -545,8 +545,11 @@ class CrashingSource(LedgerDirectory):
             yield item
 
 
-def test_a_crash_leaves_whole_batches_and_catch_up_resumes(tmp_path: Path, ledger_dir: Path,
-                                                           db: Path) -> None:
+def test_a_crash_leaves_whole_batches_and_catch_up_resumes(tmp_path: Path, db: Path) -> None:
+    ledger_dir = tmp_path / "ledger"
+    with new_ledger(ledger_dir) as ledger:
+        append(ledger, [envelope("task.submitted", {"task_id": f"t{i}", "task": {}},
+                                 event_id=f"task-{i}") for i in range(20)])
     with Projector(ledger_dir, db, batch_size=5, source=CrashingSource(ledger_dir, 13)) as p:
         with pytest.raises(Crash):
             p.catch_up()

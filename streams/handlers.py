@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from rules.task_facts import derive_task_id
 from streams.permit_service import HANDLED_TYPES, PermitService, Result
 
 PRODUCER = "certifier"
+TASK_MEMORY = 100_000  # tasks whose decision GET /v1/decisions can show (older: DuckDB)
 EXCERPT_BYTES = 300
 
 
@@ -120,7 +122,8 @@ class Pipeline:
         self.now_fn = now_fn
         self.producer = producer
         self.permits = PermitService(policy, self._counted, now_fn)
-        self.tasks: dict[str, tuple[dict[str, Any], str, str]] = {}  # id -> task, event ids
+        # task id -> (task, submitted event id, decision event id), the most recent TASK_MEMORY
+        self.tasks: OrderedDict[str, tuple[dict[str, Any], str, str]] = OrderedDict()
         self.duplicates = 0  # records the ledger already had (replays)
 
     # --- state -------------------------------------------------------------------------------
@@ -136,10 +139,14 @@ class Pipeline:
         if event.type == "task.submitted":
             task_id = str(event.payload.get("task_id"))
             self.tasks[task_id] = (event.payload.get("task", {}), event.event_id, "")
+            self.tasks.move_to_end(task_id)
+            if len(self.tasks) > TASK_MEMORY:
+                self.tasks.popitem(last=False)
         elif event.type == "certification.decided":
             task_id = str(event.payload.get("task_id"))
-            task, submitted, _ = self.tasks.get(task_id, ({}, "", ""))
-            self.tasks[task_id] = (task, submitted, event.event_id)
+            if task_id in self.tasks:
+                task, submitted, _ = self.tasks[task_id]
+                self.tasks[task_id] = (task, submitted, event.event_id)
         self.permits.observe(event)
 
     def _counted(self, event: Envelope) -> bool:

@@ -117,7 +117,10 @@ class PermitService:
         self.latest_decision: dict[str, str] = {}  # task id -> decision event id
         self.registry: dict[str, dict[str, ApproverKey]] = {}
         self.signatures: set[str] = set()
-        self.seen: set[str] = set()  # inbound event ids already handled
+        # Ids of handled inbound requests, approvals, overrides (a redelivery is a no-op, not a
+        # replay). Samples, execution reports and authorizations need none: their derived
+        # events have deterministic ids and every move is checked against the state.
+        self.seen: set[str] = set()
         self.overrides: dict[str, OverrideState] = {}
         self.ticket_overrides: Counter[str] = Counter()
         self._stamp_cache: tuple[datetime | None, str] = (None, "")
@@ -153,7 +156,7 @@ class PermitService:
         elif kind == "approval.signed":
             self.seen.add(e.event_id)
             self._fold_approval(e, p.ApprovalSigned.model_validate(e.payload))
-        elif kind in ("approval.refused", "permit.request_refused", "operation.authorized"):
+        elif kind in ("approval.refused", "permit.request_refused"):
             if e.causation_id:
                 self.seen.add(e.causation_id)
         elif kind == "override.requested":
@@ -161,13 +164,12 @@ class PermitService:
             self.signatures.add(e.payload.get("signature", ""))
         elif kind == "override.event":
             self._fold_override(e, p.EmergencyOverride.model_validate(e.payload))
-        elif kind == "metric.sample":
-            self.seen.add(e.event_id)
+        elif kind == "metric.sample":  # (replays: the trigger windows ignore old samples)
             self._fold_sample(p.MetricSample.model_validate(e.payload))
         elif kind == "escalation.raised":
             self._fold_escalation(p.EscalationRaised.model_validate(e.payload))
         elif kind in ("permit.renewal_requested", "permit.closure_requested",
-                      "override.review_submitted", "execution.reported"):
+                      "override.review_submitted"):
             self.seen.add(e.event_id)
 
     def _put(self, permit: Permit) -> None:

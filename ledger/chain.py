@@ -139,31 +139,41 @@ class Ledger:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _take_lock(self.directory)
         try:
-            self.origin, count = self._meta(origin, partitions)
+            self.origin = origin
+            recorded, count = self._meta(origin, partitions)
             self._closed = False
             for p in range(count):
+                if p < recorded and not list_segments(partition_dir(self.directory, p)):
+                    raise LedgerError(f"partition {p} is missing from {self.directory}",
+                                      code="ledger.corrupt", partition=p)
                 self._chains.append(self._open_chain(p, retired_signers))
+            self._write_meta(recorded, count)
         except BaseException:
+            for ch in self._chains:
+                ch.store.close()
+                if ch.side is not None:
+                    ch.side.close()
             self._release()
             raise
         return self
 
-    def _meta(self, origin: str, partitions: int) -> tuple[str, int]:
-        path = self.directory / "LEDGER.json"
-        if path.exists():
-            meta = read_meta(self.directory)
-            if meta["origin"] != origin:
-                raise LedgerError(
-                    f"ledger origin is {meta['origin']!r}, not {origin!r}",
-                    code="ledger.config_mismatch",
-                )
-            count = max(int(meta["partitions"]), partitions)
-        else:
-            count = partitions
-        if not path.exists() or count != int(read_meta(self.directory)["partitions"]):
-            meta = {"format": FORMAT, "origin": origin, "partitions": count}
-            write_atomic(path, json.dumps(meta, indent=1).encode() + b"\n")
-        return origin, count
+    def _meta(self, origin: str, partitions: int) -> tuple[int, int]:
+        """(partitions recorded so far, partitions to open)."""
+        if not (self.directory / "LEDGER.json").exists():
+            return 0, partitions
+        meta = read_meta(self.directory)
+        if meta["origin"] != origin:
+            raise LedgerError(
+                f"ledger origin is {meta['origin']!r}, not {origin!r}",
+                code="ledger.config_mismatch",
+            )
+        recorded = int(meta["partitions"])
+        return recorded, max(recorded, partitions)
+
+    def _write_meta(self, recorded: int, count: int) -> None:
+        if count != recorded:  # after the new partitions exist, so a crash cannot lose one
+            meta = {"format": FORMAT, "origin": self.origin, "partitions": count}
+            write_atomic(self.directory / "LEDGER.json", json.dumps(meta, indent=1).encode() + b"\n")
 
     def _open_chain(self, p: int, retired: Sequence[SigningKey]) -> _Chain:
         ch = _Chain(p, self.origin, partition_dir(self.directory, p))

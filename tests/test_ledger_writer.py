@@ -305,3 +305,21 @@ def test_since_checkpoint_signed_by_a_rotated_key(tmp_path: Path, key: SigningKe
     with pytest.raises(VerificationError) as err:
         verify(tmp_path, trusted=[new.vkey()], since_checkpoint=forged)
     assert err.value.reason in ("bad_signature", "bad_root")
+
+
+def test_a_missing_partition_is_not_recreated(tmp_path: Path, key: SigningKey) -> None:
+    import shutil
+
+    with Ledger.open(tmp_path, signer=key, partitions=2) as ledger:
+        ledger.append(1, ev(1))
+    shutil.rmtree(tmp_path / "p1")
+    with pytest.raises(LedgerError) as err:
+        Ledger.open(tmp_path, signer=key)
+    assert err.value.code == "ledger.corrupt"
+
+
+def test_partitions_can_grow(tmp_path: Path, key: SigningKey) -> None:
+    Ledger.open(tmp_path, signer=key, partitions=1).close()
+    with Ledger.open(tmp_path, signer=key, partitions=3) as ledger:
+        assert ledger.partitions == 3
+    assert len(verify(tmp_path, trusted=[key.vkey()]).partitions) == 3

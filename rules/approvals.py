@@ -216,7 +216,8 @@ def check_approval(a: ApprovalSigned, permit: Permit | None, registry: Registry,
         return Refusal("approval.request_changed",
                        "the approval is for another version of the request (request_sha256 "
                        "does not match the permit)")
-    if a.approver_id in (permit.requested_by, permit.worker_id):
+    if a.approver_id in (permit.requested_by, permit.worker_id) and a.decision != "revoke":
+        # (revoking only takes rights away: the roles below decide who may)
         return Refusal("approval.self_approval",
                        f"{a.approver_id!r} requested (or works under) this permit and cannot "
                        "decide on it")

@@ -175,3 +175,16 @@ def test_the_post_incident_review_is_chased_when_overdue(pipe):
     assert [e.subject for e in chased] == [late["override_id"]]
     assert chased[0].payload["code"] == "override.review_overdue"
     assert [e for e in pipe.tick(due + timedelta(days=1)) if e.type == "escalation.raised"] == []
+
+
+def test_the_commander_may_end_the_override_early(pipe):
+    body = IVY.override("worker-9")
+    grant(pipe, body)
+    view = pipe.permits.view(body["override_id"])
+    revoke = IVY.sign(view, decision="revoke", at=T0 + timedelta(minutes=20))
+    outcome = pipe.handle_event(envelope("approval.signed", body["override_id"], revoke),
+                                T0 + timedelta(minutes=20))
+    assert outcome.refusal is None
+    assert [e.type for e in outcome.events] == ["approval.signed", "permit.revoked",
+                                                "override.event"]
+    assert pipe.tick(T0 + timedelta(minutes=60)) == []  # nothing left to end

@@ -177,25 +177,29 @@ class Ledger:
 
     def _open_chain(self, p: int, retired: Sequence[SigningKey]) -> _Chain:
         ch = _Chain(p, self.origin, partition_dir(self.directory, p))
-        tail = ch.store.open()
-        ch.side = SideFiles(ch.dir)
-        ch.size, ch.last = tail.size, tail.last_hash
-        ch.latest = tail.last_checkpoint or _read_text(ch.dir / "checkpoint")
-        checkpoint_size = tail.checkpoint_size if tail.last_checkpoint else _cp_size(ch.latest)
-        self._rebuild(ch)
-        ch.unsigned = ch.size - checkpoint_size
-        ch.first_unsigned_at = self._clock()
-        if ch.size == 0:
-            payload = key_event_payload(ch.origin_p, 0, "added", self._signer, None)
-            self._append_internal(ch, KEY_ADDED, payload)
-        if tail.cut is not None:
-            self._append_internal(ch, TAIL_TRUNCATED, tail.cut)
-        if ch.keyring.find(self._signer.verifier) is None or not any(
-            k == self._signer.verifier for k in ch.keyring.active(ch.size)
-        ):
-            self._adopt_signer(ch, retired)
-        if ch.unsigned:
-            self._checkpoint(ch)
+        try:
+            tail = ch.store.open()
+            ch.side = SideFiles(ch.dir)
+            ch.size, ch.last = tail.size, tail.last_hash
+            ch.latest = tail.last_checkpoint or _read_text(ch.dir / "checkpoint")
+            cp_size = tail.checkpoint_size if tail.last_checkpoint else _cp_size(ch.latest)
+            self._rebuild(ch)
+            ch.unsigned = ch.size - cp_size
+            ch.first_unsigned_at = self._clock()
+            if ch.size == 0:
+                payload = key_event_payload(ch.origin_p, 0, "added", self._signer, None)
+                self._append_internal(ch, KEY_ADDED, payload)
+            elif self._signer.verifier not in ch.keyring.active(ch.size):
+                self._adopt_signer(ch, retired)
+            if tail.cut is not None:
+                self._append_internal(ch, TAIL_TRUNCATED, tail.cut)
+            if ch.unsigned:
+                self._checkpoint(ch)
+        except BaseException:
+            ch.store.close()
+            if ch.side is not None:
+                ch.side.close()
+            raise
         return ch
 
     def _adopt_signer(self, ch: _Chain, retired: Sequence[SigningKey]) -> None:

@@ -105,6 +105,17 @@ class DecisionInfo:
     minimum_rules: frozenset[str]
 
     @classmethod
+    def from_record(cls, event_id: str, d: Mapping[str, Any]) -> DecisionInfo:
+        """From the recorded JSON payload (our own writing: no second validation needed)."""
+        return cls(event_id=event_id, task_id=d["task_id"], level=d["level"], score=d["score"],
+                   environment=d["environment"], approver_roles=tuple(d["approver_roles"]),
+                   approvals_required=d["approvals_required"],
+                   change_advisory_board=d["change_advisory_board"],
+                   compliance_frameworks=tuple(d["compliance_frameworks"]),
+                   retention_days=d["retention_days"], retention_class=d["retention_class"],
+                   minimum_rules=frozenset(m["rule"] for m in d["minimums"]))
+
+    @classmethod
     def from_payload(cls, event_id: str, d: CertificationDecided) -> DecisionInfo:
         return cls(event_id=event_id, task_id=d.task_id, level=d.level, score=d.score,
                    environment=d.environment, approver_roles=tuple(d.approver_roles),

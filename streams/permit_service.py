@@ -144,9 +144,9 @@ class PermitService:
         if kind in TRANSITION_TYPES:
             self._fold_transition(e, e.payload)  # JSON-native fields: no model needed
         elif kind == "certification.decided":
-            decided = p.CertificationDecided.model_validate(e.payload)
-            self.decisions[e.event_id] = DecisionInfo.from_payload(e.event_id, decided)
-            self.latest_decision[decided.task_id] = e.event_id
+            info = DecisionInfo.from_record(e.event_id, e.payload)
+            self.decisions[e.event_id] = info
+            self.latest_decision[info.task_id] = e.event_id
         elif kind == "approver.registered":
             key = registered_key(p.ApproverRegistered.model_validate(e.payload))
             self.registry.setdefault(key.approver_id, {})[key.key_id] = key

@@ -116,3 +116,14 @@ def test_the_ledger_record_is_the_envelope_record():
     for event in recorder.events:
         assert ledger_record(event) == event.to_record(), event.type
     assert Envelope.model_validate(ledger_record(recorder.events[-1])) == recorder.events[-1]
+
+
+def test_decision_info_from_the_record_equals_the_validated_one():
+    from events.payloads import CertificationDecided
+    from rules.permits import DecisionInfo
+
+    _, recorder = busy_pipeline()
+    for event in recorder.of_type("certification.decided"):
+        model = CertificationDecided.model_validate(event.payload)
+        assert DecisionInfo.from_record(event.event_id, event.payload) == \
+            DecisionInfo.from_payload(event.event_id, model)

@@ -25,7 +25,6 @@ import json
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,7 +142,7 @@ def bare_check(table: dict[str, Any], request: dict[str, Any]) -> bool:
             and op["environment"] == env and op["service"] in services)
 
 
-# --- in process ------------------------------------------------------------------------------------
+# --- in process -----------------------------------------------------------------------------
 
 
 ROUNDS = 3
@@ -220,7 +219,7 @@ def in_process(data: Path, keys: Path, permits: list[dict[str, Any]], requests: 
     return results
 
 
-# --- over HTTP ---------------------------------------------------------------------------------------
+# --- over HTTP ------------------------------------------------------------------------------
 
 
 def baseline_server(port: int, table_file: str) -> None:

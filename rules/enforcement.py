@@ -13,8 +13,9 @@ What a refusal does to the permit (our reading of the revocation triggers, facts
 | outside the scope (any axis)   | high     | revoke (scope_expansion) | yes          |
 | another worker's permit        | critical | suspend       | no                      |
 | worker below the permit level  | high     | suspend       | no                      |
-| worker certification revoked   | critical | revoke all the worker's permits (worker_certification_revoked) | no |
-| unknown / not issued / denied / suspended / revoked / expired / closed permit, before the window | medium-high | none (already not usable) | no |
+| certification revoked          | critical | revoke all the worker's permits | no          |
+| permit unusable (unknown, not issued, denied, suspended, revoked, expired, closed) or
+  before its window              | medium-high | none (not usable anyway) | no              |
 
 Running-permit checks (facts §9.4 monitoring): error rate over the limit (sustained, C-17) ->
 revoke (safety_violation) + rollback; p99 latency over the limit (sustained) -> revoke

@@ -253,7 +253,8 @@ def permit_type_for(requested: str | None, decision: DecisionInfo, governance: G
     name = requested or (DESTRUCTIVE_TYPE if needs_destructive else gate.permit_type)
     if name == EMERGENCY_TYPE:
         return Refusal("permit.emergency_via_override",
-                       "emergency permits come only from an emergency override (POST /v1/overrides)")
+                       "emergency permits come only from an emergency override "
+                       "(POST /v1/overrides)")
     try:
         ptype = governance.permit_type(name)
     except KeyError:

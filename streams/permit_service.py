@@ -367,9 +367,9 @@ class PermitService:
     def _escalate(self, kind: str, subject: str, code: str, reason: str, to: list[str],
                   severity: str, now: datetime, out: list[Envelope],
                   cause: Envelope | None = None, details: dict[str, Any] | None = None) -> None:
-        payload = p.EscalationRaised(subject_kind=kind, subject_id=subject, reason=reason,  # type: ignore[arg-type]
-                                     escalate_to=to, severity=severity, code=code,  # type: ignore[arg-type]
-                                     details=details or {})
+        payload = p.EscalationRaised.model_validate({
+            "subject_kind": kind, "subject_id": subject, "reason": reason, "escalate_to": to,
+            "severity": severity, "code": code, "details": details or {}})
         self._emit(self._event("escalation.raised", subject, payload, now,
                                f"{subject}:escalation:{code}", cause), out)
 
@@ -400,12 +400,12 @@ class PermitService:
                         out: list[Envelope], cause: Envelope | None) -> None:
         permit = self.permits[override_id]
         state = self.overrides[override_id]
-        payload = p.EmergencyOverride(
-            override_id=override_id, stage=stage, incident_ticket=state.incident_ticket,  # type: ignore[arg-type]
+        payload = p.EmergencyOverride.model_validate(dict(
+            override_id=override_id, stage=stage, incident_ticket=state.incident_ticket,
             commander_id=permit.requested_by, commander_role=permit.approvals[0].role,
             worker_id=permit.worker_id, level=permit.level, expires_at=state.expires_at,
             reason=reason, review_due_at=state.review_due_at,
-            audit=audit_record(permit.audit, self._audit_values(permit, now)))
+            audit=audit_record(permit.audit, self._audit_values(permit, now))))
         self._emit(self._event("override.event", override_id, payload, now,
                                f"{override_id}:override:{stage}", cause), out)
 
@@ -673,9 +673,9 @@ class PermitService:
                    severity: str, action: str, now: datetime, out: list[Envelope],
                    cause: Envelope | None, details: dict[str, Any] | None = None,
                    event_id: str | None = None) -> None:
-        payload = p.ViolationRecorded(worker_id=worker_id, permit_id=permit_id, rule=rule,
-                                      message=message, severity=severity,  # type: ignore[arg-type]
-                                      action=action, details=details or {})  # type: ignore[arg-type]
+        payload = p.ViolationRecorded.model_validate({
+            "worker_id": worker_id, "permit_id": permit_id, "rule": rule, "message": message,
+            "severity": severity, "action": action, "details": details or {}})
         subject = permit_id or worker_id or "unknown"
         eid = event_id or (f"{cause.event_id}:violation" if cause else
                            f"{subject}:violation:{rule}")

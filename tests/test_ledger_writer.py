@@ -323,3 +323,16 @@ def test_partitions_can_grow(tmp_path: Path, key: SigningKey) -> None:
     with Ledger.open(tmp_path, signer=key, partitions=3) as ledger:
         assert ledger.partitions == 3
     assert len(verify(tmp_path, trusted=[key.vkey()]).partitions) == 3
+
+
+def test_live_verify_stops_at_a_frame_still_being_written(tmp_path: Path, key: SigningKey) -> None:
+    with Ledger.open(tmp_path, signer=key) as ledger:
+        ledger.append_many(0, [ev(i) for i in range(20)])
+    seg = list_segments(tmp_path / "p0")[-1][1]
+    with open(seg, "ab") as f:
+        f.write(b"\x00\x00\x02\x00" + b"\x11" * 40)  # a frame whose bytes have not all landed
+    report = verify(tmp_path, trusted=[key.vkey()], allow_unsigned_tail=True)
+    assert report.partitions[0].size == 21
+    with pytest.raises(VerificationError) as err:
+        verify(tmp_path, trusted=[key.vkey()])
+    assert err.value.reason == "torn_tail"

@@ -18,13 +18,15 @@ from streams.topics import H_SOURCE, MAX_MESSAGE_BYTES, TopicError, ensure_topic
 PRODUCE_WINDOW = 5_000  # sends in flight before `produce` waits for their acknowledgements
 
 
-def _kafka_options(p: argparse.ArgumentParser, *, worker: bool = False) -> None:
+def _kafka_options(p: argparse.ArgumentParser, *, worker: bool = False,
+                   creates: bool = True) -> None:
     p.add_argument("--broker", help="Kafka bootstrap, kafka://host:port[;kafka://host:port] or "
                    "host:port[,host:port] (env CERTIFY_BROKER, default kafka://127.0.0.1:9092)")
     p.add_argument("--topic-prefix", help="topic names are PREFIX.tasks, PREFIX.decisions, ... "
                    "(env CERTIFY_TOPIC_PREFIX, default certify)")
-    p.add_argument("--replication", type=int, help="replication factor of created topics (env "
-                   "CERTIFY_REPLICATION, default 1)")
+    if creates:
+        p.add_argument("--replication", type=int, help="replication factor of created topics "
+                       "(env CERTIFY_REPLICATION, default 1)")
     if not worker:
         return
     p.add_argument("--app-id", help="Faust app id = consumer group id (env CERTIFY_APP_ID, "
@@ -57,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("produce", help="send JSON Lines to a topic, one message per line, "
                        "keyed by subject / task_id (for masters and monitoring)")
-    _kafka_options(p)
+    _kafka_options(p, creates=False)
     p.add_argument("--topic", required=True, help="tasks, approvals, executions or metrics "
                    "(or any topic's short or full name)")
     p.add_argument("file", nargs="?", default="-", help="JSON Lines file, or - for stdin "
@@ -78,7 +80,8 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     try:
         return load_kafka_settings(
-            _settings(args), topic_prefix=args.topic_prefix, replication=args.replication,
+            _settings(args), topic_prefix=args.topic_prefix,
+            replication=getattr(args, "replication", None),
             app_id=getattr(args, "app_id", None), web=getattr(args, "web", None),
             web_host=getattr(args, "web_host", None), web_port=getattr(args, "web_port", None),
             batch_size=getattr(args, "batch_size", None),

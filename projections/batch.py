@@ -30,8 +30,6 @@ STAGE_SCHEMA = pa.schema([
     ("payload", pa.string()),
     ("note", pa.string()),
 ])
-ENVELOPE_TEXT = ("event_id", "type", "occurred_at", "producer", "subject", "correlation_id",
-                 "causation_id")
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 

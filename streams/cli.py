@@ -142,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                     ).set_defaults(func=cmd_projections_rebuild)
 
     # Each area of the CLI lives in its own module and adds its own subcommands.
-    from streams import cli_kafka, cli_ledger, cli_permits, cli_rollback, cli_serve
+    from streams import cli_kafka, cli_ledger, cli_permits, cli_reports, cli_rollback, cli_serve
 
-    for area in (cli_ledger, cli_permits, cli_kafka, cli_serve, cli_rollback):
+    for area in (cli_ledger, cli_permits, cli_kafka, cli_serve, cli_rollback, cli_reports):
         area.register(sub)
     return parser
 

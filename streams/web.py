@@ -446,6 +446,9 @@ def create_app(service: Pipeline, *, tick_interval: float | None = None,
     app.router.add_post("/v1/overrides", post_override)
     app.router.add_post("/v1/overrides/{override_id}/reviews", post_review)
     app.router.add_get("/healthz", healthz)
+    from streams import dashboard  # the dashboard, reports and /metrics (streams/dashboard.py)
+
+    dashboard.register(app, service)
     if tick_interval is not None:
         app.cleanup_ctx.append(_ticker(service, tick_interval, on_tick))
     return app

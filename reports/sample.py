@@ -1,0 +1,53 @@
+"""The testers' sample: reproducible from the seed alone, weighted to the changes auditors
+look at first (emergency changes, weekend changes; PCAOB practice for SOX ITGC testing).
+
+Method (anyone can redo it in any language): for each change, u = (int(SHA-256(
+"<seed>:<change_id>" as UTF-8), 16) + 0.5) / 2**256, w = 3 for an emergency change, 2 for a
+change made on a Saturday or Sunday (UTC), else 1; key = ln(u) / w. The sample is the `size`
+changes with the largest keys (weighted sampling without replacement, Efraimidis-Spirakis),
+ranked by key. The default seed is taken from the report's signed checkpoints, so whoever
+makes the report cannot choose it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+METHOD = ("weighted without replacement (Efraimidis-Spirakis): key = ln(u)/w, u = "
+          "(int(sha256('<seed>:<change_id>'), 16) + 0.5) / 2**256, w = 3 emergency, 2 weekend "
+          "(UTC), else 1; the sample is the largest keys")
+
+
+def weight(kind: str, changed_at: datetime | None) -> int:
+    if kind == "emergency":
+        return 3
+    if changed_at is not None and changed_at.weekday() >= 5:
+        return 2
+    return 1
+
+
+def key(seed: str, change_id: str, w: int) -> float:
+    digest = int(hashlib.sha256(f"{seed}:{change_id}".encode()).hexdigest(), 16)
+    return math.log((digest + 0.5) / 2**256) / w
+
+
+def default_seed(checkpoints: Iterable[dict[str, Any]]) -> str:
+    text = "\n".join(f"{c['partition']}:{c['size']}:{c['root']}"
+                     for c in sorted(checkpoints, key=lambda c: c["partition"]))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def draw(changes: Iterable[tuple[str, str, datetime | None]], seed: str, size: int
+         ) -> list[dict[str, Any]]:
+    """changes: (change_id, kind, changed_at). Returns [{rank, change_id, weight, key}]."""
+    scored = []
+    for change_id, kind, changed_at in changes:
+        w = weight(kind, changed_at)
+        scored.append((key(seed, change_id, w), change_id, w))
+    scored.sort(key=lambda x: (-x[0], x[1]))
+    return [{"rank": rank, "change_id": change_id, "weight": w, "key": k}
+            for rank, (k, change_id, w) in enumerate(scored[:max(size, 0)], start=1)]

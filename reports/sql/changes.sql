@@ -1,0 +1,103 @@
+-- The population: every change in the period, one row each.
+--   permit       a permit request (permit_requests), at its request time
+--   emergency    an emergency override that was granted, at its (signed) request time
+--   unpermitted  an execution reported under no known permit (not a Level 0 task's), at its
+--                first report: a "ticketless" change
+-- _params (one row, columns p_*): see reports/build.py.
+CREATE OR REPLACE TEMP MACRO nonempty(j) AS
+    (j IS NOT NULL AND CAST(j AS VARCHAR) NOT IN ('null', '{}', '[]', '""', 'false'));
+
+CREATE OR REPLACE TEMP TABLE r_candidates AS
+WITH prm AS (
+    SELECT r.permit_id AS change_id, 'permit' AS kind, r.permit_type, r.task_id, r.level,
+           r.requested_by, r.worker_id, r.occurred_at AS changed_at, r.environment,
+           r.operations, r.services, r.data_classes, r.regions, r.justification,
+           r.rollback_plan, r.event_id AS request_event_id, r.decision_event_id,
+           NULL::VARCHAR AS named_permit, NULL::TIMESTAMPTZ AS review_due_at
+    FROM r_permit_requests r, _params p
+    WHERE r.occurred_at >= p.p_start AND r.occurred_at < p.p_end
+    QUALIFY row_number() OVER (PARTITION BY r.permit_id
+                               ORDER BY r.occurred_at, r.ledger_index) = 1
+), granted AS (
+    SELECT override_id, arg_min(level, (occurred_at, ledger_index)) AS level,
+           min(review_due_at) AS review_due_at
+    FROM r_overrides WHERE stage = 'granted' GROUP BY override_id
+), ovr AS (
+    SELECT o.override_id AS change_id, 'emergency' AS kind, 'emergency' AS permit_type,
+           NULL::VARCHAR AS task_id, coalesce(g.level, 3)::INTEGER AS level,
+           o.commander_id AS requested_by, o.worker_id, o.occurred_at AS changed_at,
+           o.scope->>'$.environment' AS environment,
+           from_json(o.scope->'$.operations', '["VARCHAR"]') AS operations,
+           from_json(o.scope->'$.services', '["VARCHAR"]') AS services,
+           from_json(o.scope->'$.data_classes', '["VARCHAR"]') AS data_classes,
+           from_json(o.scope->'$.regions', '["VARCHAR"]') AS regions,
+           o.reason AS justification, NULL::JSON AS rollback_plan,
+           o.event_id AS request_event_id, NULL::VARCHAR AS decision_event_id,
+           NULL::VARCHAR AS named_permit, g.review_due_at
+    FROM r_overrides o JOIN granted g USING (override_id), _params p
+    WHERE o.stage = 'requested' AND o.occurred_at >= p.p_start AND o.occurred_at < p.p_end
+    QUALIFY row_number() OVER (PARTITION BY o.override_id
+                               ORDER BY o.occurred_at, o.ledger_index) = 1
+), exe_raw AS (
+    SELECT x.* FROM r_executions x
+    WHERE NOT EXISTS (SELECT 1 FROM r_permit_requests r WHERE r.permit_id = x.permit_id)
+      AND NOT EXISTS (SELECT 1 FROM r_overrides o WHERE o.override_id = x.permit_id)
+), exe AS (
+    SELECT 'exec:' || x.execution_id AS change_id, 'unpermitted' AS kind,
+           NULL::VARCHAR AS permit_type,
+           arg_min(x.task_id, (x.occurred_at, x.ledger_index)) AS task_id,
+           NULL::INTEGER AS level, NULL::VARCHAR AS requested_by,
+           arg_min(x.worker_id, (x.occurred_at, x.ledger_index)) AS worker_id,
+           min(x.occurred_at) AS changed_at, NULL::VARCHAR AS environment,
+           list_distinct(flatten(list(x.operations))) AS operations,
+           NULL::VARCHAR[] AS services, NULL::VARCHAR[] AS data_classes,
+           NULL::VARCHAR[] AS regions, NULL::VARCHAR AS justification,
+           NULL::JSON AS rollback_plan,
+           arg_min(x.event_id, (x.occurred_at, x.ledger_index)) AS request_event_id,
+           arg_min(x.permit_id, (x.occurred_at, x.ledger_index)) AS named_permit,
+           NULL::TIMESTAMPTZ AS review_due_at
+    FROM exe_raw x GROUP BY x.execution_id
+), exe_in AS (
+    SELECT e.*, d.event_id AS decision_event_id
+    FROM exe e
+    LEFT JOIN (SELECT task_id, arg_max(event_id, (occurred_at, ledger_index)) AS event_id
+               FROM r_decisions WHERE task_id IN (SELECT task_id FROM exe_raw)
+               GROUP BY task_id) d ON d.task_id = e.task_id
+    CROSS JOIN _params p
+    WHERE e.changed_at >= p.p_start AND e.changed_at < p.p_end
+)
+SELECT * FROM prm
+UNION ALL BY NAME SELECT * FROM ovr
+UNION ALL BY NAME SELECT * FROM exe_in;
+
+CREATE OR REPLACE TEMP TABLE r_changes AS
+WITH cls AS (
+    SELECT event_id, list_distinct(list(cls)) AS classes FROM (
+        SELECT m.event_id, lower(replace(m.rule, 'minimum.data.', '')) AS cls
+        FROM r_minimums m SEMI JOIN r_candidates c ON m.event_id = c.decision_event_id
+        WHERE m.rule LIKE 'minimum.data.%'
+        UNION ALL
+        SELECT f.event_id, lower(f.value) AS cls
+        FROM r_factors f SEMI JOIN r_candidates c ON f.event_id = c.decision_event_id
+        WHERE f.factor = 'data_sensitivity' AND f.value IS NOT NULL)
+    GROUP BY event_id
+), joined AS (
+    SELECT c.* EXCLUDE (level), coalesce(c.level, d.level) AS level,
+           d.level AS decision_level,
+           coalesce(d.compliance_frameworks, []::VARCHAR[]) AS frameworks,
+           coalesce(d.required_artefacts, []::VARCHAR[]) AS required_artefacts,
+           d.retention_days, d.score, d.risk_level, d.event_id IS NOT NULL AS has_decision,
+           list_sort(list_distinct(list_concat(
+               list_transform(coalesce(c.data_classes, []::VARCHAR[]), lambda x: lower(x)),
+               coalesce(cls.classes, []::VARCHAR[])))) AS all_classes
+    FROM r_candidates c
+    LEFT JOIN r_decisions d ON d.event_id = c.decision_event_id
+    LEFT JOIN cls ON cls.event_id = c.decision_event_id
+)
+SELECT j.*, list_contains(j.frameworks, p.p_framework) AS tagged
+FROM joined j, _params p
+WHERE NOT (j.kind = 'unpermitted' AND j.decision_level = 0)
+  AND (p.p_all_changes OR j.kind = 'emergency'
+       OR (j.kind = 'unpermitted' AND NOT j.has_decision)
+       OR list_contains(j.frameworks, p.p_framework)
+       OR list_has_any(j.all_classes, p.p_classes));

@@ -1,0 +1,84 @@
+-- Per change: when it was approved, when deployment started (the first of: execution
+-- started, an execution report, an allowed operation), its approvers, its state, whether it
+-- carries test evidence and a usable rollback plan, and (emergency) its post-incident review.
+CREATE OR REPLACE TEMP TABLE r_timeline AS
+WITH approved AS (
+    SELECT t.permit_id AS change_id, min(t.occurred_at) AS approved_at,
+           arg_min(t.event_id, (t.occurred_at, t.ledger_index)) AS approved_event,
+           arg_min(t.partition, (t.occurred_at, t.ledger_index)) AS approved_partition,
+           arg_min(t.ledger_index, (t.occurred_at, t.ledger_index)) AS approved_index
+    FROM r_permit_transitions t SEMI JOIN r_changes c ON t.permit_id = c.change_id
+    WHERE t.to_state = 'approved'
+    GROUP BY t.permit_id
+), deploys AS (
+    SELECT t.permit_id AS change_id, t.occurred_at, t.partition, t.ledger_index, t.event_id
+    FROM r_permit_transitions t SEMI JOIN r_changes c ON t.permit_id = c.change_id
+    WHERE t.type = 'permit.execution_started'
+    UNION ALL
+    SELECT x.permit_id, x.occurred_at, x.partition, x.ledger_index, x.event_id
+    FROM r_executions x SEMI JOIN r_changes c ON x.permit_id = c.change_id
+    UNION ALL
+    SELECT 'exec:' || x.execution_id, x.occurred_at, x.partition, x.ledger_index, x.event_id
+    FROM r_executions x SEMI JOIN r_changes c ON 'exec:' || x.execution_id = c.change_id
+    UNION ALL
+    SELECT o.permit_id, o.occurred_at, o.partition, o.ledger_index, o.event_id
+    FROM r_operations o SEMI JOIN r_changes c ON o.permit_id = c.change_id
+    WHERE o.allowed
+), deployed AS (
+    SELECT change_id, min(occurred_at) AS deployed_at,
+           arg_min(event_id, (occurred_at, ledger_index)) AS deployed_event,
+           arg_min(partition, (occurred_at, ledger_index)) AS deployed_partition,
+           arg_min(ledger_index, (occurred_at, ledger_index)) AS deployed_index
+    FROM deploys GROUP BY change_id
+), signed AS (
+    SELECT a.permit_id AS change_id,
+           list({'approver_id': a.approver_id, 'role': a.approver_role,
+                 'decided_at': a.decided_at, 'recorded_at': a.occurred_at,
+                 'event_id': a.event_id} ORDER BY a.occurred_at, a.ledger_index) AS approvals
+    FROM r_approvals a SEMI JOIN r_changes c ON a.permit_id = c.change_id
+    WHERE a.status = 'signed' AND a.decision = 'approve'
+    GROUP BY a.permit_id
+), tested AS (
+    SELECT x.permit_id AS change_id,
+           bool_or(nonempty(x.outcome->'$.test_results') OR nonempty(x.outcome->'$.tests'))
+               AS tested
+    FROM r_executions x SEMI JOIN r_changes c ON x.permit_id = c.change_id
+    GROUP BY x.permit_id
+), state AS (
+    SELECT t.permit_id AS change_id,
+           arg_max(t.to_state, (t.occurred_at, t.ledger_index)) AS state
+    FROM r_permit_transitions t SEMI JOIN r_changes c ON t.permit_id = c.change_id
+    GROUP BY t.permit_id
+), stages AS (
+    SELECT o.override_id AS change_id,
+           arg_max(o.stage, (o.occurred_at, o.ledger_index)) AS stage,
+           min(o.occurred_at) FILTER (WHERE o.stage IN ('review_submitted', 'review_completed'))
+               AS reviewed_at,
+           arg_min(o.event_id, (o.occurred_at, o.ledger_index))
+               FILTER (WHERE o.stage IN ('review_submitted', 'review_completed'))
+               AS review_event
+    FROM r_overrides o SEMI JOIN r_changes c ON o.override_id = c.change_id
+    GROUP BY o.override_id
+)
+SELECT c.change_id,
+       a.approved_at, a.approved_event, a.approved_partition, a.approved_index,
+       d.deployed_at, d.deployed_event, d.deployed_partition, d.deployed_index,
+       coalesce(s.approvals, []) AS approvals,
+       coalesce(st.state, CASE c.kind WHEN 'emergency' THEN g.stage
+                                      WHEN 'unpermitted' THEN 'no permit' END) AS state,
+       (nonempty(c.rollback_plan->'$.testing_evidence.test_results')
+        OR nonempty(c.rollback_plan->'$.test_results')
+        OR coalesce(te.tested, false)) AS tested,
+       (json_type(c.rollback_plan) = 'OBJECT' AND (
+            (nonempty(c.rollback_plan->'$.steps') AND nonempty(c.rollback_plan->'$.verification'))
+            OR (nonempty(c.rollback_plan->'$.rollback_procedure')
+                AND nonempty(c.rollback_plan->'$.verification_procedure'))))
+           IS TRUE AS plan_ok,
+       g.reviewed_at, g.review_event
+FROM r_changes c
+LEFT JOIN approved a USING (change_id)
+LEFT JOIN deployed d USING (change_id)
+LEFT JOIN signed s USING (change_id)
+LEFT JOIN tested te USING (change_id)
+LEFT JOIN state st USING (change_id)
+LEFT JOIN stages g USING (change_id);

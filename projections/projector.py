@@ -196,23 +196,33 @@ class Projector:
             self._commit(batch, stats)
 
     def project_entries(self, entries: Iterable[EntryLike]) -> ProjectionStats:
-        """Project entries handed in (e.g. consumed from the ledger topic). Entries below a
-        partition's next index were projected already and are skipped."""
+        """Project entries handed in (e.g. by the process that appended them, or from the
+        ledger topic). Entries below a partition's next index were projected already and are
+        skipped. An entry that also carries its stored bytes as `event_json` takes the fast
+        path (DuckDB parses them), like `catch_up`."""
         started = time.perf_counter()
         stats = ProjectionStats()
         positions = self.next_indexes()
-        batch = Batch()
+        parsed, raw = Batch(), RawBatch()
         for entry in entries:
             if entry.index < positions.get(entry.partition, 0):
                 stats.entries += 1
                 stats.duplicates += 1
                 continue
-            batch.add(entry)
-            if len(batch.rows) >= self.batch_size:
+            body = getattr(entry, "event_json", None)
+            if isinstance(body, bytes):
+                raw.add(entry.partition, entry.index, entry.leaf_hash, body)
+                if len(raw) >= self.batch_size:
+                    self._commit(raw, stats)
+                    raw = RawBatch()
+            else:
+                parsed.add(entry)
+                if len(parsed) >= self.batch_size:
+                    self._commit(parsed, stats)
+                    parsed = Batch()
+        for batch in (raw, parsed):
+            if len(batch):
                 self._commit(batch, stats)
-                batch = Batch()
-        if batch.rows:
-            self._commit(batch, stats)
         return self._finish(stats, started)
 
     def _finish(self, stats: ProjectionStats, started: float) -> ProjectionStats:

@@ -349,6 +349,30 @@ def test_replaying_the_same_entries_changes_nothing(ledger_dir: Path, db: Path) 
     assert after == before
 
 
+@dataclass(frozen=True)
+class HandedOver:
+    """An entry handed over by the process that appended it, with its stored bytes."""
+
+    partition: int
+    index: int
+    leaf_hash: bytes
+    event: dict[str, Any]
+    event_json: bytes
+
+
+def test_entries_handed_over_with_their_bytes_project_like_a_catch_up(
+        tmp_path: Path, ledger_dir: Path) -> None:
+    source = LedgerDirectory(ledger_dir)
+    handed = [HandedOver(p, i, h, json.loads(body), body) for p in range(PARTITIONS)
+              for i, h, body in source.raw_entries(p, 0)]
+    a, b = tmp_path / "handed.duckdb", tmp_path / "caught.duckdb"
+    with Projector(tmp_path / "absent", a) as projector:
+        stats = projector.project_entries(handed)
+    project(ledger_dir, b)
+    assert stats.inserted == len(handed)
+    assert snapshot(a) == snapshot(b)
+
+
 def test_the_same_event_twice_in_one_batch_is_projected_once(ledger_dir: Path,
                                                              db: Path) -> None:
     entry = next(iter_entries(ledger_dir, 0))

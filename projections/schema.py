@@ -8,7 +8,8 @@ ledger). projections/README.md describes every table and column.
 from __future__ import annotations
 
 # Bump when a table changes shape: a file with another version must be rebuilt from the ledger.
-SCHEMA_VERSION = 2  # 2: permit refusals/follow-ups, authorization requests, override and rollback columns, zstd
+# 2: permit refusals/follow-ups, authorization requests, override and rollback columns, zstd.
+SCHEMA_VERSION = 2
 
 # The big JSON columns (every payload; the task documents) compress about 10x better with zstd
 # than with DuckDB's default string compression, and store faster (bench: 25 MB -> 3 MB).

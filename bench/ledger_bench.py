@@ -40,29 +40,42 @@ TEMPLATES = 256
 def _templates() -> list[dict]:
     """Realistic envelopes of ~400-600 bytes of canonical JSON."""
     out = []
-    types = ["task.certified", "permit.requested", "permit.approved", "operation.authorized",
-             "rollback.triggered", "metric.threshold_crossed"]
+    types = [
+        "task.certified",
+        "permit.requested",
+        "permit.approved",
+        "operation.authorized",
+        "rollback.triggered",
+        "metric.threshold_crossed",
+    ]
     for t in range(TEMPLATES):
-        out.append({
-            "event_id": "",
-            "type": types[t % len(types)],
-            "schema_version": 1,
-            "occurred_at": f"2026-11-26T10:{t % 60:02d}:{(t * 7) % 60:02d}.{t * 3917 % 1000000:06d}Z",
-            "producer": f"streams.handlers@worker-{t % 8}",
-            "subject": f"permit-{uuid.UUID(int=t * 7919 + 1)}",
-            "correlation_id": str(uuid.UUID(int=t * 104729 + 3)),
-            "causation_id": str(uuid.UUID(int=t * 1299709 + 5)) if t % 3 else None,
-            "payload": {
-                "task_id": f"task-{t:05d}",
-                "level": t % 5,
-                "risk_score": (t * 13) % 50,
-                "environment": ["dev", "staging", "production"][t % 3],
-                "operation": ["db.migrate", "svc.restart", "config.write", "file.delete"][t % 4],
-                "approvers": [f"user-{(t + k) % 17}@example.com" for k in range(t % 3 + 1)],
-                "reason": "rule R-%d gave %d points; hard block none" % (t % 29, t % 11),
-                "scope": {"hosts": [f"host-{t % 13}", f"host-{(t + 1) % 13}"], "max_rows": 1000},
-            },
-        })
+        out.append(
+            {
+                "event_id": "",
+                "type": types[t % len(types)],
+                "schema_version": 1,
+                "occurred_at": f"2026-11-26T10:{t % 60:02d}:{(t * 7) % 60:02d}.{t * 3917 % 1000000:06d}Z",
+                "producer": f"streams.handlers@worker-{t % 8}",
+                "subject": f"permit-{uuid.UUID(int=t * 7919 + 1)}",
+                "correlation_id": str(uuid.UUID(int=t * 104729 + 3)),
+                "causation_id": str(uuid.UUID(int=t * 1299709 + 5)) if t % 3 else None,
+                "payload": {
+                    "task_id": f"task-{t:05d}",
+                    "level": t % 5,
+                    "risk_score": (t * 13) % 50,
+                    "environment": ["dev", "staging", "production"][t % 3],
+                    "operation": ["db.migrate", "svc.restart", "config.write", "file.delete"][
+                        t % 4
+                    ],
+                    "approvers": [f"user-{(t + k) % 17}@example.com" for k in range(t % 3 + 1)],
+                    "reason": f"rule R-{t % 29} gave {t % 11} points; hard block none",
+                    "scope": {
+                        "hosts": [f"host-{t % 13}", f"host-{(t + 1) % 13}"],
+                        "max_rows": 1000,
+                    },
+                },
+            }
+        )
     return out
 
 
@@ -119,8 +132,9 @@ def bench_append_many(n: int, path: Path, key: SigningKey, batch: int = 1000) ->
 def verify_in_child(path: Path, vkey: str | None) -> tuple[Timing, float, int]:
     """((wall, CPU seconds), peak RSS MiB, entries) of verify() in a fresh process."""
     cmd = [sys.executable, "-m", "bench.ledger_bench", "--verify-only", str(path)]
-    out = subprocess.run(cmd + (["--vkey", vkey] if vkey else []),
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        cmd + (["--vkey", vkey] if vkey else []), check=True, capture_output=True, text=True
+    ).stdout
     data = json.loads(out)
     return (data["seconds"], data["cpu_seconds"]), data["peak_mib"], data["entries"]
 
@@ -139,23 +153,38 @@ def _peak_mib() -> float:
 
 def _verify_only(path: str, vkey: str | None) -> None:
     if vkey is None:  # pin the genesis key recorded in the ledger (bench convenience)
-        vkey = json.loads((Path(path) / "p0" / "keys.json").read_text())["events"][0][1][
-            "payload"]["new_vkey"]
+        vkey = json.loads((Path(path) / "p0" / "keys.json").read_text())["events"][0][1]["payload"][
+            "new_vkey"
+        ]
     t0, c0 = time.perf_counter(), time.process_time()
     report = verify(Path(path), trusted=[vkey])
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_mib": _peak_mib(),
-                      "entries": report.entries}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "cpu_seconds": cpu,
+                "peak_mib": _peak_mib(),
+                "entries": report.entries,
+            }
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--entries", type=int, default=200_000)
     ap.add_argument("--big", type=int, default=0, help="also build+verify a ledger this large")
     ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (with --dir)")
-    ap.add_argument("--verify", type=Path, default=None,
-                    help="only verify an existing ledger folder (in a child, with peak RSS)")
+    ap.add_argument(
+        "--verify",
+        type=Path,
+        default=None,
+        help="only verify an existing ledger folder (in a child, with peak RSS)",
+    )
     ap.add_argument("--verify-only", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--vkey", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -164,8 +193,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.verify:
         (secs, cpu), peak, count = verify_in_child(args.verify, None)
-        print(f"verify {count:,} entries: {secs:.1f} s wall ({count / secs:,.0f}/s), "
-              f"{cpu:.1f} s CPU ({count / cpu:,.0f}/s), peak RSS {peak:.0f} MiB")
+        print(
+            f"verify {count:,} entries: {secs:.1f} s wall ({count / secs:,.0f}/s), "
+            f"{cpu:.1f} s CPU ({count / cpu:,.0f}/s), peak RSS {peak:.0f} MiB"
+        )
         return
     work = args.dir or Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -182,20 +213,26 @@ def main(argv: list[str] | None = None) -> None:
         vt, peak, count = verify_in_child(work / "many", key.vkey())
         rows.append((f"verify (peak RSS {peak:.0f} MiB)", count, vt))
         if args.big:
-            rows.append(("build big: append_many", args.big,
-                         bench_append_many(args.big, work / "big", key)))
+            rows.append(
+                ("build big: append_many", args.big, bench_append_many(args.big, work / "big", key))
+            )
             vt, peak, count = verify_in_child(work / "big", key.vkey())
             rows.append((f"verify big (peak RSS {peak:.0f} MiB)", count, vt))
     finally:
         if not args.keep and args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
     # Machines here are shared: CPU seconds of the measuring process are the steadier figure.
-    print(f"{'case':<34} {'entries':>11} {'wall s':>8} {'/s wall':>9} {'CPU s':>8} "
-          f"{'/s CPU':>9} {'x base CPU':>10}")
+    print(
+        f"{'case':<34} {'entries':>11} {'wall s':>8} {'/s wall':>9} {'CPU s':>8} "
+        f"{'/s CPU':>9} {'x base CPU':>10}"
+    )
     for name, count, (wall, cpu) in rows:
         ratio = f"{(count / cpu) / (n / base[1]):.2f}" if "base" not in name else ""
-        print(f"{name:<34} {count:>11,} {wall:>8.2f} {count / wall:>9,.0f} {cpu:>8.2f} "
-              f"{count / cpu:>9,.0f} {ratio:>10}")
+        print(
+            f"{name:<34} {count:>11,} {wall:>8.2f} {count / wall:>9,.0f} {cpu:>8.2f} "
+            f"{count / cpu:>9,.0f} {ratio:>10}"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,7 @@ tests/test_ledger_canonical.py checks the equivalence with hypothesis.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
@@ -57,7 +58,7 @@ def _simple(obj: Any) -> bool:
 
 def es_number(x: float) -> str:
     """ECMAScript Number::toString of a finite double (what JCS prints)."""
-    if x != x or x in (float("inf"), float("-inf")):
+    if not math.isfinite(x):
         raise ValueError("NaN and infinities have no JSON form")
     if x == 0:
         return "0"

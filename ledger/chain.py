@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from ledger.canonical import canonical_json
 from ledger.checkpoint import Checkpoint, partition_origin
@@ -144,8 +144,11 @@ class Ledger:
             self._closed = False
             for p in range(count):
                 if p < recorded and not list_segments(partition_dir(self.directory, p)):
-                    raise LedgerError(f"partition {p} is missing from {self.directory}",
-                                      code="ledger.corrupt", partition=p)
+                    raise LedgerError(
+                        f"partition {p} is missing from {self.directory}",
+                        code="ledger.corrupt",
+                        partition=p,
+                    )
                 self._chains.append(self._open_chain(p, retired_signers))
             self._write_meta(recorded, count)
         except BaseException:
@@ -173,7 +176,9 @@ class Ledger:
     def _write_meta(self, recorded: int, count: int) -> None:
         if count != recorded:  # after the new partitions exist, so a crash cannot lose one
             meta = {"format": FORMAT, "origin": self.origin, "partitions": count}
-            write_atomic(self.directory / "LEDGER.json", json.dumps(meta, indent=1).encode() + b"\n")
+            write_atomic(
+                self.directory / "LEDGER.json", json.dumps(meta, indent=1).encode() + b"\n"
+            )
 
     def _open_chain(self, p: int, retired: Sequence[SigningKey]) -> _Chain:
         ch = _Chain(p, self.origin, partition_dir(self.directory, p))
@@ -257,8 +262,9 @@ class Ledger:
 
     # ---- appending ----------------------------------------------------------------------------
 
-    def append(self, partition: int, event: dict[str, Any], *,
-               expected_prev: bytes | None = None) -> AppendResult:
+    def append(
+        self, partition: int, event: dict[str, Any], *, expected_prev: bytes | None = None
+    ) -> AppendResult:
         """Append one event (idempotent by event_id). Returns once the OS has the bytes."""
         with self._lock:
             ch = self._chain(partition)
@@ -532,11 +538,15 @@ class Ledger:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def _check_open(self) -> None:

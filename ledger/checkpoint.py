@@ -56,6 +56,8 @@ class Checkpoint:
         return cls.parse_body(text)
 
     @classmethod
-    def verify(cls, note: str, known: Iterable[VerifierKey]) -> tuple[Checkpoint, list[VerifierKey]]:
+    def verify(
+        cls, note: str, known: Iterable[VerifierKey]
+    ) -> tuple[Checkpoint, list[VerifierKey]]:
         text, good = verify_note(note, known)
         return cls.parse_body(text), good

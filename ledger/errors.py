@@ -27,12 +27,17 @@ class LedgerError(Exception):
         return (_rebuild, (type(self), self.message, self.code, self.details))
 
 
-def _rebuild(cls: type[LedgerError], message: str, code: str, details: dict[str, Any]
-             ) -> LedgerError:
+def _rebuild(
+    cls: type[LedgerError], message: str, code: str, details: dict[str, Any]
+) -> LedgerError:
     err = cls.__new__(cls)
     LedgerError.__init__(err, message, code=code, **details)
     if isinstance(err, VerificationError):
-        err.reason, err.partition, err.index = details["reason"], details["partition"], details["index"]
+        err.reason, err.partition, err.index = (
+            details["reason"],
+            details["partition"],
+            details["index"],
+        )
     return err
 
 

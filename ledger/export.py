@@ -24,8 +24,9 @@ def _partitions(directory: Path, partition: int | None) -> list[int]:
     return list(range(count)) if partition is None else [partition]
 
 
-def _rows(directory: Path, partition: int | None, start: int, end: int | None
-          ) -> Iterator[tuple[int, int, int, bytes, bytes, bytes]]:
+def _rows(
+    directory: Path, partition: int | None, start: int, end: int | None
+) -> Iterator[tuple[int, int, int, bytes, bytes, bytes]]:
     for p in _partitions(directory, partition):
         for index, digest, kind, prev, body in iter_raw(partition_dir(directory, p), p, start):
             if end is not None and index >= end:
@@ -33,43 +34,59 @@ def _rows(directory: Path, partition: int | None, start: int, end: int | None
             yield p, index, kind, digest, prev, body
 
 
-def export_jsonl(directory: Path, out: Path | IO[str], *, partition: int | None = None,
-                 start: int = 0, end: int | None = None) -> int:
+def export_jsonl(
+    directory: Path,
+    out: Path | IO[str],
+    *,
+    partition: int | None = None,
+    start: int = 0,
+    end: int | None = None,
+) -> int:
     """Write entries [start, end) of one or all partitions to `out`; return how many."""
     directory = Path(directory)
+    if isinstance(out, (str, Path)):
+        with open(out, "w", encoding="utf-8") as handle:
+            return _write_jsonl(handle, _rows(directory, partition, start, end))
+    return _write_jsonl(out, _rows(directory, partition, start, end))
+
+
+def _write_jsonl(handle: IO[str], rows: Iterator[tuple[int, int, int, bytes, bytes, bytes]]) -> int:
     count = 0
-    handle: IO[str] = open(out, "w", encoding="utf-8") if isinstance(out, (str, Path)) else out
-    try:
-        for p, index, kind, digest, prev, body in _rows(directory, partition, start, end):
-            handle.write(
-                f'{{"partition":{p},"index":{index},"kind":{kind},'
-                f'"leaf_hash":"{digest.hex()}","prev_hash":"{prev.hex()}",'
-                f'"event":{body.decode("utf-8")}}}\n'
-            )
-            count += 1
-    finally:
-        if handle is not out:
-            handle.close()
+    for p, index, kind, digest, prev, body in rows:
+        handle.write(
+            f'{{"partition":{p},"index":{index},"kind":{kind},'
+            f'"leaf_hash":"{digest.hex()}","prev_hash":"{prev.hex()}",'
+            f'"event":{body.decode("utf-8")}}}\n'
+        )
+        count += 1
     return count
 
 
-def export_parquet(directory: Path, out: Path, *, partition: int | None = None,
-                   start: int = 0, end: int | None = None) -> int:
+def export_parquet(
+    directory: Path,
+    out: Path,
+    *,
+    partition: int | None = None,
+    start: int = 0,
+    end: int | None = None,
+) -> int:
     """Write entries to a Parquet file (row groups of PARQUET_BATCH); return how many."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([
-        ("partition", pa.int32()),
-        ("index", pa.int64()),
-        ("kind", pa.int8()),
-        ("leaf_hash", pa.string()),
-        ("prev_hash", pa.string()),
-        ("event_id", pa.string()),
-        ("type", pa.string()),
-        ("occurred_at", pa.string()),
-        ("event", pa.string()),
-    ])
+    schema = pa.schema(
+        [
+            ("partition", pa.int32()),
+            ("index", pa.int64()),
+            ("kind", pa.int8()),
+            ("leaf_hash", pa.string()),
+            ("prev_hash", pa.string()),
+            ("event_id", pa.string()),
+            ("type", pa.string()),
+            ("occurred_at", pa.string()),
+            ("event", pa.string()),
+        ]
+    )
     columns: dict[str, list[Any]] = {name: [] for name in schema.names}
     count = 0
     with pq.ParquetWriter(str(out), schema, compression="zstd") as writer:

@@ -41,8 +41,9 @@ def statement(origin_p: str, index: int, action: str, old: str | None, new: str)
     ).encode()
 
 
-def key_event_payload(origin_p: str, index: int, action: str, new: SigningKey,
-                      old: SigningKey | None) -> dict[str, Any]:
+def key_event_payload(
+    origin_p: str, index: int, action: str, new: SigningKey, old: SigningKey | None
+) -> dict[str, Any]:
     msg = statement(origin_p, index, action, old.vkey() if old else None, new.vkey())
     payload: dict[str, Any] = {
         "action": action,

@@ -58,7 +58,9 @@ class VerifierKey:
             raise KeyStoreError(f"not an Ed25519 verifier key: {vkey!r}", code="ledger.key_invalid")
         public = raw[1:]
         if key_id_for(name, public) != key_id:
-            raise KeyStoreError(f"key ID does not match the key: {vkey!r}", code="ledger.key_invalid")
+            raise KeyStoreError(
+                f"key ID does not match the key: {vkey!r}", code="ledger.key_invalid"
+            )
         return cls(name, key_id, public)
 
     @property

@@ -23,18 +23,27 @@ def default_key_path() -> Path:
     return Path(base) / "worker-certification" / "ledger.key"
 
 
-def check_key_location(key_path: Path, ledger_dir: Path | None = None,
-                       repo_dir: Path | None = None) -> None:
+def check_key_location(
+    key_path: Path, ledger_dir: Path | None = None, repo_dir: Path | None = None
+) -> None:
     """Refuse a key file inside the ledger folder or the repository."""
     key = Path(key_path).resolve()
     for folder, what in ((ledger_dir, "ledger folder"), (repo_dir, "repository")):
         if folder is not None and key.is_relative_to(Path(folder).resolve()):
-            raise KeyStoreError(f"signing key {key} must live outside the {what} {folder}",
-                                code="ledger.key_location")
+            raise KeyStoreError(
+                f"signing key {key} must live outside the {what} {folder}",
+                code="ledger.key_location",
+            )
 
 
-def keys_generate(key_path: Path, name: str = DEFAULT_ORIGIN, *, ledger_dir: Path | None = None,
-                  repo_dir: Path | None = None, overwrite: bool = False) -> SigningKey:
+def keys_generate(
+    key_path: Path,
+    name: str = DEFAULT_ORIGIN,
+    *,
+    ledger_dir: Path | None = None,
+    repo_dir: Path | None = None,
+    overwrite: bool = False,
+) -> SigningKey:
     check_key_location(key_path, ledger_dir, repo_dir)
     key = SigningKey.generate(name)
     key.save(Path(key_path), overwrite=overwrite)
@@ -50,8 +59,14 @@ def _next_path(key_path: Path) -> Path:
     return key_path.with_name(key_path.name + ".next")
 
 
-def keys_rotate(key_path: Path, ledger_dir: Path, *, origin: str = DEFAULT_ORIGIN,
-                name: str | None = None, **ledger_options: Any) -> dict[str, str]:
+def keys_rotate(
+    key_path: Path,
+    ledger_dir: Path,
+    *,
+    origin: str = DEFAULT_ORIGIN,
+    name: str | None = None,
+    **ledger_options: Any,
+) -> dict[str, str]:
     """Rotate the ledger's signing key; returns {"old": vkey, "new": vkey, "retired_file": ...}.
 
     The ledger must not be open elsewhere (its writer lock is taken).
@@ -65,8 +80,9 @@ def keys_rotate(key_path: Path, ledger_dir: Path, *, origin: str = DEFAULT_ORIGI
     else:
         new = SigningKey.generate(name or old.name)
         new.save(nxt)
-    ledger = Ledger.open(Path(ledger_dir), signer=new, retired_signers=[old], origin=origin,
-                         **ledger_options)
+    ledger = Ledger.open(
+        Path(ledger_dir), signer=new, retired_signers=[old], origin=origin, **ledger_options
+    )
     ledger.close()
     retired = key_path.with_name(f"{key_path.name}.{old.key_id_hex}.retired")
     if not retired.exists():

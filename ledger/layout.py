@@ -79,8 +79,9 @@ def list_segments(pdir: Path) -> list[tuple[int, Path]]:
     return out
 
 
-def entry_frame(partition: int, index: int, prev: bytes, kind: int, body: bytes
-                ) -> tuple[bytes, bytes]:
+def entry_frame(
+    partition: int, index: int, prev: bytes, kind: int, body: bytes
+) -> tuple[bytes, bytes]:
     tail = LEAF_HEAD.pack(T_ENTRY, LEAF_VERSION, kind, partition, index, prev) + body
     digest = sha256(tail).digest()
     return FRAME_HEAD.pack(len(tail), digest) + tail, digest

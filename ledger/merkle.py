@@ -52,8 +52,9 @@ class TreeState:
         self.sink = sink
 
     @classmethod
-    def at(cls, size: int, node: NodeReader, sink: Callable[[int, list[bytes]], None] | None = None
-           ) -> TreeState:
+    def at(
+        cls, size: int, node: NodeReader, sink: Callable[[int, list[bytes]], None] | None = None
+    ) -> TreeState:
         """Rebuild the border of a tree of `size` leaves from stored complete nodes."""
         border: list[bytes | None] = []
         for level in range(size.bit_length()):
@@ -76,8 +77,7 @@ class TreeState:
             items = [carry, *new] if carry is not None else new
             pairs = len(items) >> 1
             up = [
-                sha256(b"\x01" + items[i] + items[i + 1]).digest()
-                for i in range(0, pairs << 1, 2)
+                sha256(b"\x01" + items[i] + items[i + 1]).digest() for i in range(0, pairs << 1, 2)
             ]
             self.border[level] = items[-1] if len(items) & 1 else None
             new = up
@@ -179,15 +179,17 @@ def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[byte
     return r
 
 
-def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
-                     ) -> None:
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
+) -> None:
     """Raise ProofError unless `proof` shows leaf hash `leaf` at `index` in the tree `root`."""
     if root_from_inclusion(index, size, leaf, proof) != root:
         raise ProofError("inclusion proof does not lead to the root")
 
 
-def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes,
-                       proof: Sequence[bytes]) -> None:
+def verify_consistency(
+    size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]
+) -> None:
     """Raise ProofError unless `proof` shows tree (size2, root2) extends tree (size1, root1).
 
     A proof from the empty tree is meaningless and is refused, as the test vectors require.

@@ -82,7 +82,11 @@ class _Tree:
 
     def root(self, size: int) -> bytes:
         root = TreeState.at(size, self.node).root()
-        if self.checkpoint is not None and size == self.checkpoint.size and root != self.checkpoint.root:
+        if (
+            self.checkpoint is not None
+            and size == self.checkpoint.size
+            and root != self.checkpoint.root
+        ):
             raise LedgerError(
                 f"partition {self.partition}: index disagrees with the signed checkpoint",
                 code="ledger.index_corrupt",
@@ -96,21 +100,26 @@ class _Tree:
         self.nodes.close()
 
 
-def inclusion_proof(directory: Path, partition: int, index: int, *,
-                    tree_size: int | None = None) -> dict[str, Any]:
+def inclusion_proof(
+    directory: Path, partition: int, index: int, *, tree_size: int | None = None
+) -> dict[str, Any]:
     """Proof that entry `index` is in the tree of `tree_size` (default: latest checkpoint)."""
     tree = _Tree(directory, partition)
     try:
         size = tree.size_or_latest(tree_size)
         if not 0 <= index < size:
-            raise ProofError(f"index {index} is not below tree size {size}", code="ledger.bad_argument")
+            raise ProofError(
+                f"index {index} is not below tree size {size}", code="ledger.bad_argument"
+            )
         root = tree.root(size)
         leaf = tree.node(0, index)
         path = inclusion_path(index, size, tree.node)
         verify_inclusion(index, size, leaf, path, root)
         leaf_data = _leaf_data(tree.dir, partition, index)
         if leaf_hash(leaf_data) != leaf:
-            raise LedgerError(f"entry {index} does not match the index", code="ledger.index_corrupt")
+            raise LedgerError(
+                f"entry {index} does not match the index", code="ledger.index_corrupt"
+            )
         return {
             "origin": partition_origin(tree.origin, partition),
             "partition": partition,
@@ -126,8 +135,9 @@ def inclusion_proof(directory: Path, partition: int, index: int, *,
         tree.close()
 
 
-def consistency_proof(directory: Path, partition: int, old: int, new: int | None = None
-                      ) -> dict[str, Any]:
+def consistency_proof(
+    directory: Path, partition: int, old: int, new: int | None = None
+) -> dict[str, Any]:
     """Proof that the tree of size `new` (default: latest checkpoint) extends the one of `old`."""
     tree = _Tree(directory, partition)
     try:
@@ -177,8 +187,9 @@ def tlog_proof(directory: Path, partition: int, index: int, *, include_entry: bo
     return "\n".join(lines) + "\n\n" + proof["checkpoint"]
 
 
-def verify_tlog_proof(text: str, *, trusted: list[str], leaf_data: bytes | None = None
-                      ) -> dict[str, Any]:
+def verify_tlog_proof(
+    text: str, *, trusted: list[str], leaf_data: bytes | None = None
+) -> dict[str, Any]:
     """Check a tlog-proof: the checkpoint's signature by a trusted key and the inclusion of the
     leaf (from `leaf_data`, else from the proof's extra line). Raises ProofError."""
     head, sep, note = text.partition("\n\n")
@@ -205,5 +216,9 @@ def verify_tlog_proof(text: str, *, trusted: list[str], leaf_data: bytes | None 
         raise ProofError("no leaf data given and none in the proof")
     index = int(index_s)
     verify_inclusion(index, cp.size, leaf_hash(data), hashes, cp.root)
-    return {"origin": cp.origin, "index": index, "tree_size": cp.size,
-            "leaf_hash": leaf_hash(data).hex()}
+    return {
+        "origin": cp.origin,
+        "index": index,
+        "tree_size": cp.size,
+        "leaf_hash": leaf_hash(data).hex(),
+    }

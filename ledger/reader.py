@@ -24,8 +24,9 @@ from ledger.layout import (
 )
 
 
-def iter_raw(pdir: Path, partition: int, start: int = 0, *, check: bool = True
-             ) -> Iterator[tuple[int, bytes, int, bytes, bytes]]:
+def iter_raw(
+    pdir: Path, partition: int, start: int = 0, *, check: bool = True
+) -> Iterator[tuple[int, bytes, int, bytes, bytes]]:
     """(index, leaf hash, kind, prev, event bytes) of entries >= start, in order."""
     segs = list_segments(pdir)
     first_pos = max((i for i, (f, _) in enumerate(segs) if f <= start), default=0)
@@ -36,8 +37,11 @@ def iter_raw(pdir: Path, partition: int, start: int = 0, *, check: bool = True
             if digest is None:
                 if is_last and tail == "short":
                     return  # the live edge (or a torn tail the writer will repair)
-                raise LedgerError(f"{path.name} byte {off}: bad frame ({tail})",
-                                  code="ledger.corrupt", partition=partition)
+                raise LedgerError(
+                    f"{path.name} byte {off}: bad frame ({tail})",
+                    code="ledger.corrupt",
+                    partition=partition,
+                )
             assert isinstance(tail, bytes)
             if tail[0] != T_ENTRY:
                 continue
@@ -47,8 +51,12 @@ def iter_raw(pdir: Path, partition: int, start: int = 0, *, check: bool = True
             if check and sha256(tail).digest() != digest:
                 if is_last and off + 36 + len(tail) >= path.stat().st_size:
                     return  # a write still landing at the live edge
-                raise LedgerError(f"{path.name} byte {off}: entry {index} fails its hash",
-                                  code="ledger.corrupt", partition=partition, index=index)
+                raise LedgerError(
+                    f"{path.name} byte {off}: entry {index} fails its hash",
+                    code="ledger.corrupt",
+                    partition=partition,
+                    index=index,
+                )
             yield index, digest, kind, prev, tail[LEAF_HEAD_SIZE:]
 
 
@@ -67,5 +75,9 @@ def read_entry(pdir: Path, partition: int, index: int) -> Entry:
         if i != index:
             break
         return Entry(partition, i, digest, prev, json.loads(body), kind)
-    raise LedgerError(f"partition {partition} has no entry {index}", code="ledger.not_found",
-                      partition=partition, index=index)
+    raise LedgerError(
+        f"partition {partition} has no entry {index}",
+        code="ledger.not_found",
+        partition=partition,
+        index=index,
+    )

@@ -72,8 +72,9 @@ class SubjectKeyStore:
             if not create:
                 raise ShreddedError(f"no key for subject key id {kid}", kid=kid) from None
         if self._tombstone(kid).exists():
-            raise ShreddedError(f"subject key {kid} was erased; nothing new is encrypted for it",
-                                kid=kid)
+            raise ShreddedError(
+                f"subject key {kid} was erased; nothing new is encrypted for it", kid=kid
+            )
         secret = AESGCM.generate_key(bit_length=256)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -98,7 +99,8 @@ class SubjectKeyStore:
             erased = self._tombstone(kid).exists()
             raise ShreddedError(
                 f"subject key {kid} " + ("was erased" if erased else "is unknown"),
-                kid=kid, erased=erased,
+                kid=kid,
+                erased=erased,
             ) from None
 
     def erase(self, subject: str, *, now: float | None = None) -> bool:
@@ -118,18 +120,26 @@ class SubjectKeyStore:
         return self._tombstone(subject_key_id(subject)).exists()
 
 
-def encrypt_field(store: SubjectKeyStore, subject: str, value: Any, *, context: str = "") -> dict[str, str]:
+def encrypt_field(
+    store: SubjectKeyStore, subject: str, value: Any, *, context: str = ""
+) -> dict[str, str]:
     """Encrypt a JSON-able value for `subject`; the result is what goes into the event."""
     kid, secret = store.key(subject)
     iv = os.urandom(12)
     plain = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     ct = AESGCM(secret).encrypt(iv, plain, _aad(kid, context))
-    return {"enc": ALG, "kid": kid, "iv": base64.b64encode(iv).decode(),
-            "ct": base64.b64encode(ct).decode()}
+    return {
+        "enc": ALG,
+        "kid": kid,
+        "iv": base64.b64encode(iv).decode(),
+        "ct": base64.b64encode(ct).decode(),
+    }
 
 
 def is_encrypted(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("enc") == ALG and {"kid", "iv", "ct"} <= value.keys()
+    return (
+        isinstance(value, dict) and value.get("enc") == ALG and {"kid", "iv", "ct"} <= value.keys()
+    )
 
 
 def decrypt_field(store: SubjectKeyStore, blob: dict[str, str], *, context: str = "") -> Any:
@@ -138,8 +148,11 @@ def decrypt_field(store: SubjectKeyStore, blob: dict[str, str], *, context: str 
         raise LedgerError("not an encrypted field", code="ledger.bad_argument")
     secret = store.key_by_id(blob["kid"])
     try:
-        plain = AESGCM(secret).decrypt(base64.b64decode(blob["iv"]), base64.b64decode(blob["ct"]),
-                                       _aad(blob["kid"], context))
+        plain = AESGCM(secret).decrypt(
+            base64.b64decode(blob["iv"]), base64.b64decode(blob["ct"]), _aad(blob["kid"], context)
+        )
     except InvalidTag as exc:
-        raise LedgerError("encrypted field fails authentication", code="ledger.bad_ciphertext") from exc
+        raise LedgerError(
+            "encrypted field fails authentication", code="ledger.bad_ciphertext"
+        ) from exc
     return json.loads(plain)

@@ -102,7 +102,9 @@ class SideFiles:
             os.fdatasync(fd)
         os.fdatasync(self._ids_fd)
         ids_bytes = os.fstat(self._ids_fd).st_size
-        write_atomic(self.dir / "mark.json", json.dumps({"size": size, "ids_bytes": ids_bytes}).encode())
+        write_atomic(
+            self.dir / "mark.json", json.dumps({"size": size, "ids_bytes": ids_bytes}).encode()
+        )
         self.synced_size = size
 
     # -- recovery --

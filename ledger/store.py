@@ -138,8 +138,9 @@ class SegmentWriter:
             offset=off,
         )
 
-    def _cut(self, path: Path, off: int, problem: str, index: int, *, repair: bool
-             ) -> dict[str, Any]:
+    def _cut(
+        self, path: Path, off: int, problem: str, index: int, *, repair: bool
+    ) -> dict[str, Any]:
         size = path.stat().st_size
         with open(path, "rb") as f:
             f.seek(off)

@@ -22,18 +22,18 @@ from typing import Any
 
 from ledger.checkpoint import Checkpoint, partition_origin
 from ledger.errors import LedgerError, NoteError, ProofError, VerificationError
-from ledger.keyring import Keyring, KeyEventError
+from ledger.keyring import KeyEventError, Keyring
 from ledger.keys import VerifierKey
 from ledger.layout import (
     HEAD_SIZE,
     LEAF_HEAD,
     LEAF_HEAD_SIZE,
     LEAF_VERSION,
+    MAX_TAIL,
+    READ_CHUNK,
     T_CHECKPOINT,
     T_ENTRY,
     ZERO_HASH,
-    MAX_TAIL,
-    READ_CHUNK,
     list_segments,
     partition_dir,
     read_meta,
@@ -49,8 +49,17 @@ _LEN = struct.Struct(">I")
 
 
 class _StreamState:
-    __slots__ = ("cp_count", "cp_size", "expected", "last", "latest", "pending", "skipping",
-                 "start", "tree")
+    __slots__ = (
+        "cp_count",
+        "cp_size",
+        "expected",
+        "last",
+        "latest",
+        "pending",
+        "skipping",
+        "start",
+        "tree",
+    )
 
     def __init__(self, start: int, tree: TreeState, last: bytes) -> None:
         self.start = self.expected = self.cp_size = start
@@ -124,38 +133,64 @@ def verify(
         since = Checkpoint.parse(since_checkpoint)
         part = _partition_of(since.origin, origin)
         if partition is not None and part != partition:
-            raise LedgerError("since_checkpoint is for another partition", code="ledger.bad_argument")
+            raise LedgerError(
+                "since_checkpoint is for another partition", code="ledger.bad_argument"
+            )
         parts = [part]
-    jobs = [(directory, p, origin, trusted, allow_unsigned_tail,
-             since_checkpoint if since is not None else None) for p in parts]
+    jobs = [
+        (
+            directory,
+            p,
+            origin,
+            trusted,
+            allow_unsigned_tail,
+            since_checkpoint if since is not None else None,
+        )
+        for p in parts
+    ]
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
             futures = [pool.submit(_verify_partition, *job) for job in jobs]
             reports = [f.result() for f in futures]  # the first bad partition raises first
     else:
         reports = [_verify_partition(*job) for job in jobs]
-    return VerifyReport(True, anchors is not None, sum(r.size - r.verified_from for r in reports),
-                        reports)
+    return VerifyReport(
+        True, anchors is not None, sum(r.size - r.verified_from for r in reports), reports
+    )
 
 
-def _verify_partition(directory: Path, p: int, origin: str, trusted: list[str] | None,
-                      allow_unsigned_tail: bool, since_note: str | None) -> PartitionReport:
+def _verify_partition(
+    directory: Path,
+    p: int,
+    origin: str,
+    trusted: list[str] | None,
+    allow_unsigned_tail: bool,
+    since_note: str | None,
+) -> PartitionReport:
     anchors = [VerifierKey.parse(v) for v in trusted] if trusted is not None else None
     return _PartitionVerifier(directory, p, origin, anchors, allow_unsigned_tail).run(since_note)
 
 
 def _partition_of(cp_origin: str, origin: str) -> int:
     prefix = origin + "/p"
-    digits = cp_origin[len(prefix):]
+    digits = cp_origin[len(prefix) :]
     if not cp_origin.startswith(prefix) or not digits.isdigit():
-        raise LedgerError(f"checkpoint origin {cp_origin!r} is not of ledger {origin!r}",
-                          code="ledger.bad_argument")
+        raise LedgerError(
+            f"checkpoint origin {cp_origin!r} is not of ledger {origin!r}",
+            code="ledger.bad_argument",
+        )
     return int(digits)
 
 
 class _PartitionVerifier:
-    def __init__(self, directory: Path, p: int, origin: str, anchors: list[VerifierKey] | None,
-                 allow_unsigned_tail: bool) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        p: int,
+        origin: str,
+        anchors: list[VerifierKey] | None,
+        allow_unsigned_tail: bool,
+    ) -> None:
         self.dir = partition_dir(directory, p)
         self.p = p
         self.origin_p = partition_origin(origin, p)
@@ -191,8 +226,9 @@ class _PartitionVerifier:
 
     # ---- the full pass (from `start`) ---------------------------------------------------------
 
-    def _stream(self, segs: list[tuple[int, Path]], start: int, tree: TreeState, last: bytes
-                ) -> PartitionReport:
+    def _stream(
+        self, segs: list[tuple[int, Path]], start: int, tree: TreeState, last: bytes
+    ) -> PartitionReport:
         st = _StreamState(start, tree, last)
         first_pos = max((i for i, (f, _) in enumerate(segs) if f <= start), default=0)
         st.skipping = start > segs[first_pos][0]  # resuming inside a segment
@@ -205,19 +241,32 @@ class _PartitionVerifier:
         st.tree.extend(st.pending)
         for size, (_, where) in sorted(self.checks.items()):
             if size > expected:
-                raise self.fail("truncated", expected, f"{where} covers {size} entries, found {expected}")
+                raise self.fail(
+                    "truncated", expected, f"{where} covers {size} entries, found {expected}"
+                )
             if size > cp_size and where == "checkpoint file":
                 # The writer fsyncs a checkpoint frame before it copies it to the file, so a
                 # copy newer than the last frame means frames were cut off.
-                raise self.fail("truncated", expected,
-                                f"{where} is at {size}, the last checkpoint frame at {cp_size}")
+                raise self.fail(
+                    "truncated",
+                    expected,
+                    f"{where} is at {size}, the last checkpoint frame at {cp_size}",
+                )
         self._check_anchors(start)
         if expected > cp_size and not self.allow_unsigned_tail:
-            raise self.fail("unsigned_tail", cp_size,
-                            f"{expected - cp_size} entries after the last checkpoint")
+            raise self.fail(
+                "unsigned_tail", cp_size, f"{expected - cp_size} entries after the last checkpoint"
+            )
         return PartitionReport(
-            self.p, self.origin_p, expected, start, st.cp_count, cp_size, st.latest,
-            expected - cp_size, [r.key.vkey() for r in self.keyring.records.values()],
+            self.p,
+            self.origin_p,
+            expected,
+            start,
+            st.cp_count,
+            cp_size,
+            st.latest,
+            expected - cp_size,
+            [r.key.vkey() for r in self.keyring.records.values()],
         )
 
     def _segment(self, path: Path, is_last: bool, st: _StreamState) -> None:
@@ -243,16 +292,20 @@ class _PartitionVerifier:
                     if end > n or length == 0 or length > MAX_TAIL:
                         if length == 0 or length > MAX_TAIL:
                             st.expected, st.last = expected, last
-                            raise self.fail("bad_frame", expected,
-                                            f"{path.name} byte {base + pos}: impossible length")
+                            raise self.fail(
+                                "bad_frame",
+                                expected,
+                                f"{path.name} byte {base + pos}: impossible length",
+                            )
                         break
                     digest = buf[pos + 4 : start]
                     if sha256(view[start:end]).digest() != digest:
                         if self._live_edge(is_last, end == n, f):
                             st.expected, st.last = expected, last
                             return
-                        raise self.fail("bad_hash", expected,
-                                        f"{path.name} byte {base + pos}: hash mismatch")
+                        raise self.fail(
+                            "bad_hash", expected, f"{path.name} byte {base + pos}: hash mismatch"
+                        )
                     if buf[start : start + LEAF_HEAD_SIZE] == head_of(0, 1, 0, p, expected, last):
                         if st.skipping:  # the resume point itself
                             st.skipping = False
@@ -277,8 +330,9 @@ class _PartitionVerifier:
                         if self._live_edge(is_last, True, f):
                             return
                         reason = "torn_tail" if is_last else "bad_frame"
-                        raise self.fail(reason, expected,
-                                        f"{path.name} byte {base + pos}: frame cut short")
+                        raise self.fail(
+                            reason, expected, f"{path.name} byte {base + pos}: frame cut short"
+                        )
                     return
 
     def _live_edge(self, is_last: bool, at_end: bool, f: Any) -> bool:
@@ -374,14 +428,18 @@ class _PartitionVerifier:
         for anchor in self.anchors:
             if self.keyring.find(anchor) is not None:
                 return
-        raise self.fail("untrusted_keys", start,
-                        "none of the trusted keys is in this partition's key registry: "
-                        + ", ".join(r.key.vkey() for r in self.keyring.records.values()))
+        raise self.fail(
+            "untrusted_keys",
+            start,
+            "none of the trusted keys is in this partition's key registry: "
+            + ", ".join(r.key.vkey() for r in self.keyring.records.values()),
+        )
 
     # ---- incremental: resume from a kept checkpoint -------------------------------------------
 
-    def _resume(self, note: str, segs: list[tuple[int, Path]]
-                ) -> tuple[int, TreeState, bytes] | None:
+    def _resume(
+        self, note: str, segs: list[tuple[int, Path]]
+    ) -> tuple[int, TreeState, bytes] | None:
         """Prove from side files that the ledger has the kept checkpoint's tree; then resume."""
         if self.anchors is None:
             return None  # without anchors, do the full pass with the kept root as a check
@@ -390,16 +448,22 @@ class _PartitionVerifier:
         except NoteError:
             return None  # e.g. signed by an older key of the chain: the full pass decides
         if cp.origin != self.origin_p or cp.size == 0:
-            raise LedgerError("since_checkpoint is not a checkpoint of this partition",
-                              code="ledger.bad_argument")
+            raise LedgerError(
+                "since_checkpoint is not a checkpoint of this partition", code="ledger.bad_argument"
+            )
         nodes = NodeFiles(self.dir / "index")
         try:
             tree = TreeState.at(cp.size, nodes.node)
             if tree.root() != cp.root:
                 return None
             last = nodes.node(0, cp.size - 1)
-            verify_inclusion(cp.size - 1, cp.size, last,
-                             inclusion_path(cp.size - 1, cp.size, nodes.node), cp.root)
+            verify_inclusion(
+                cp.size - 1,
+                cp.size,
+                last,
+                inclusion_path(cp.size - 1, cp.size, nodes.node),
+                cp.root,
+            )
             self._replay_keys(cp, nodes)
         except (OSError, IndexError, ProofError, LedgerError, ValueError):
             return None
@@ -416,8 +480,9 @@ class _PartitionVerifier:
             if index >= cp.size:
                 continue
             entry = read_entry(self.dir, self.p, index)
-            verify_inclusion(index, cp.size, entry.leaf_hash,
-                             inclusion_path(index, cp.size, nodes.node), cp.root)
+            verify_inclusion(
+                index, cp.size, entry.leaf_hash, inclusion_path(index, cp.size, nodes.node), cp.root
+            )
             self.keyring.apply(index, entry.event)
         if self.anchors is not None and not any(self.keyring.find(a) for a in self.anchors):
             for anchor in self.anchors:  # the anchor signed the kept checkpoint: trust it

@@ -89,7 +89,9 @@ def test_floats_print_as_ecmascript_numbers(x: float) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(envelopes, st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=5))
+@given(
+    envelopes, st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=5)
+)
 def test_envelopes_with_metric_floats_encode_exactly_as_rfc8785(event: dict, values: list) -> None:
     event = {**event, "payload": {**event["payload"], "values": values, "ratio": values[0]}}
     assert canonical_json(event) == rfc8785.dumps(event)

@@ -59,12 +59,16 @@ def _event(i: int) -> dict:
     }
 
 
-def _run_child(ledger_dir: Path, key_path: Path, start: int, seed: int, kill_after: int | None
-               ) -> tuple[list[int], bool]:
+def _run_child(
+    ledger_dir: Path, key_path: Path, start: int, seed: int, kill_after: int | None
+) -> tuple[list[int], bool]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(
         [sys.executable, __file__, str(ledger_dir), str(key_path), str(start), str(seed)],
-        stdout=subprocess.PIPE, env=env, text=True, bufsize=1,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+        bufsize=1,
     )
     assert proc.stdout is not None
     acked: list[int] = []

@@ -63,7 +63,9 @@ def test_checkpoint_body_is_the_c2sp_format() -> None:
     assert Checkpoint.verify(note, [key.verifier])[0] == Checkpoint("wc/p0", 20852163, b"\x0a" * 32)
 
 
-@pytest.mark.parametrize("size", ["01", "-1", "1e3", ""], ids=["leading zero", "negative", "exp", "empty"])
+@pytest.mark.parametrize(
+    "size", ["01", "-1", "1e3", ""], ids=["leading zero", "negative", "exp", "empty"]
+)
 def test_checkpoint_with_a_bad_size_is_refused(size: str) -> None:
     with pytest.raises(NoteError):
         Checkpoint.parse_body(f"o\n{size}\n{base64.b64encode(bytes(32)).decode()}\n")

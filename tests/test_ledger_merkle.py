@@ -36,7 +36,9 @@ def _b(s: str) -> bytes:
     return base64.b64decode(s) if s else b""
 
 
-@pytest.mark.parametrize("path", _vector_files("inclusion"), ids=lambda p: str(p.relative_to(VECTORS)))
+@pytest.mark.parametrize(
+    "path", _vector_files("inclusion"), ids=lambda p: str(p.relative_to(VECTORS))
+)
 def test_inclusion_vector(path: Path) -> None:
     v = json.loads(path.read_text())
     proof = [_b(p) for p in v["proof"] or []]
@@ -47,7 +49,9 @@ def test_inclusion_vector(path: Path) -> None:
         verify_inclusion(v["leafIdx"], v["treeSize"], _b(v["leafHash"]), proof, _b(v["root"]))
 
 
-@pytest.mark.parametrize("path", _vector_files("consistency"), ids=lambda p: str(p.relative_to(VECTORS)))
+@pytest.mark.parametrize(
+    "path", _vector_files("consistency"), ids=lambda p: str(p.relative_to(VECTORS))
+)
 def test_consistency_vector(path: Path) -> None:
     v = json.loads(path.read_text())
     proof = [_b(p) for p in v["proof"] or []]
@@ -83,8 +87,9 @@ def ref_mth(leaves: list[bytes]) -> bytes:
     return _h(b"\x01" + ref_mth(leaves[:k]) + ref_mth(leaves[k:]))
 
 
-def ref_verify_inclusion(leaf_index: int, tree_size: int, hash_: bytes, path: list[bytes],
-                         root: bytes) -> bool:
+def ref_verify_inclusion(
+    leaf_index: int, tree_size: int, hash_: bytes, path: list[bytes], root: bytes
+) -> bool:
     """RFC 9162 2.1.3.2, step by step."""
     if leaf_index >= tree_size:
         return False
@@ -105,8 +110,9 @@ def ref_verify_inclusion(leaf_index: int, tree_size: int, hash_: bytes, path: li
     return sn == 0 and r == root
 
 
-def ref_verify_consistency(first: int, second: int, first_hash: bytes, second_hash: bytes,
-                           path: list[bytes]) -> bool:
+def ref_verify_consistency(
+    first: int, second: int, first_hash: bytes, second_hash: bytes, path: list[bytes]
+) -> bool:
     """RFC 9162 2.1.4.2, step by step (for 0 < first < second)."""
     if not path:
         return False

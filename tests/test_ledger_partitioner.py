@@ -24,8 +24,12 @@ def test_partition_matches_kafka_default_partitioner(key: bytes | str, partition
 
 @pytest.mark.parametrize(
     ("data", "java"),
-    [(b"21", -973932308), (b"foobar", -790332482), (b"a-little-bit-long-string", -985981536),
-     (b"", 275646681)],
+    [
+        (b"21", -973932308),
+        (b"foobar", -790332482),
+        (b"a-little-bit-long-string", -985981536),
+        (b"", 275646681),
+    ],
 )
 def test_murmur2_matches_the_java_client(data: bytes, java: int) -> None:
     # Values from Kafka's UtilsTest.testMurmur2 (signed Java ints).

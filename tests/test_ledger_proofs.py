@@ -58,8 +58,13 @@ def test_inclusion_proof_verifies_independently(ledger_dir: Path, index: int) ->
     p = inclusion_proof(ledger_dir, 0, index)
     leaf_data = b64(p["leafData"])
     assert sha256(b"\x00" + leaf_data).digest() == b64(p["leafHash"])
-    assert ref_verify_inclusion(p["leafIdx"], p["treeSize"], b64(p["leafHash"]),
-                                [b64(h) for h in p["proof"]], b64(p["root"]))
+    assert ref_verify_inclusion(
+        p["leafIdx"],
+        p["treeSize"],
+        b64(p["leafHash"]),
+        [b64(h) for h in p["proof"]],
+        b64(p["root"]),
+    )
     cp, _ = Checkpoint.verify(p["checkpoint"], [KEY.verifier])
     assert (cp.size, cp.root) == (p["treeSize"], b64(p["root"]))
 
@@ -81,8 +86,9 @@ def test_consistency_proof_verifies_independently(ledger_dir: Path, old: int, ne
     if old == new:
         assert p["proof"] == [] and p["root1"] == p["root2"]
     else:
-        assert ref_verify_consistency(old, new, b64(p["root1"]), b64(p["root2"]),
-                                      [b64(h) for h in p["proof"]])
+        assert ref_verify_consistency(
+            old, new, b64(p["root1"]), b64(p["root2"]), [b64(h) for h in p["proof"]]
+        )
 
 
 def test_consistency_to_the_latest_checkpoint_carries_it(ledger_dir: Path) -> None:
@@ -103,7 +109,7 @@ def test_tlog_proof_text_is_the_c2sp_format_and_verifies(ledger_dir: Path) -> No
     lines = text.split("\n")
     assert lines[0] == "c2sp.org/tlog-proof@v1"
     assert lines[1].startswith("extra ") and lines[2] == "index 42"
-    head, _, note = text.partition("\n\n")
+    _, _, note = text.partition("\n\n")
     assert note == latest_checkpoint(ledger_dir, 0)
     verify_note(note, [KEY.verifier])
     result = verify_tlog_proof(text, trusted=[KEY.vkey()])
@@ -124,8 +130,13 @@ def test_jsonl_export_carries_the_hashed_bytes(ledger_dir: Path) -> None:
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["index"] for r in rows[:3]] == [0, 1, 2]
     row = rows[5]
-    header = (b"\x00\x01" + bytes([row["kind"]]) + row["partition"].to_bytes(4, "big")
-              + row["index"].to_bytes(8, "big") + bytes.fromhex(row["prev_hash"]))
+    header = (
+        b"\x00\x01"
+        + bytes([row["kind"]])
+        + row["partition"].to_bytes(4, "big")
+        + row["index"].to_bytes(8, "big")
+        + bytes.fromhex(row["prev_hash"])
+    )
     line = out.getvalue().splitlines()[5]
     body = line[line.index('"event":') + 8 : -1].encode()
     assert sha256(header + body).hexdigest() == row["leaf_hash"]

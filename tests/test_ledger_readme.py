@@ -18,7 +18,7 @@ README = (Path(__file__).resolve().parents[1] / "ledger" / "README.md").read_tex
 
 
 def _blocks() -> list[str]:
-    return re.findall(r"```[a-z]*\n(.*?)```", README, flags=re.S)
+    return re.findall(r"```[a-z]*\n(.*?)```", README, flags=re.DOTALL)
 
 
 def _example() -> dict:
@@ -33,9 +33,10 @@ def test_readme_jcs_bytes_are_the_canonical_form() -> None:
 def test_readme_header_leaf_root_and_checkpoint() -> None:
     prev = bytes.fromhex("6f22672c1c2ef9d634d865304895a12ff7d0e13fa210db871ec1e2b87f35aa65")
     header = LEAF_HEAD.pack(0, 1, 0, 0, 1, prev)
-    assert header.hex() in README.replace(" ", "").replace("\n", "") or (
-        "00 01 00 00000000 0000000000000001 " + prev.hex()
-    ) in README
+    assert (
+        header.hex() in README.replace(" ", "").replace("\n", "")
+        or ("00 01 00 00000000 0000000000000001 " + prev.hex()) in README
+    )
     leaf = sha256(header + canonical_json(_example())).digest()
     assert leaf.hex() in README
     root = node_hash(prev, leaf)

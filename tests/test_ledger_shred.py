@@ -17,9 +17,15 @@ def test_erased_subject_is_unreadable_and_the_ledger_still_verifies(tmp_path: Pa
     email = encrypt_field(store, "user:42", "alice@example.com", context="payload.approver")
     other = encrypt_field(store, "user:7", {"name": "Bob"}, context="payload.approver")
     with Ledger.open(tmp_path / "ledger", signer=key) as ledger:
-        ledger.append(0, {"event_id": "a", "type": "permit.approved", "payload": {"approver": email}})
-        ledger.append(0, {"event_id": "b", "type": "permit.approved", "payload": {"approver": other}})
-    stored = [e.event["payload"]["approver"] for e in iter_entries(tmp_path / "ledger", 0) if e.kind == 0]
+        ledger.append(
+            0, {"event_id": "a", "type": "permit.approved", "payload": {"approver": email}}
+        )
+        ledger.append(
+            0, {"event_id": "b", "type": "permit.approved", "payload": {"approver": other}}
+        )
+    stored = [
+        e.event["payload"]["approver"] for e in iter_entries(tmp_path / "ledger", 0) if e.kind == 0
+    ]
     assert decrypt_field(store, stored[0], context="payload.approver") == "alice@example.com"
 
     assert store.erase("user:42")
@@ -29,7 +35,8 @@ def test_erased_subject_is_unreadable_and_the_ledger_still_verifies(tmp_path: Pa
     assert decrypt_field(store, stored[1], context="payload.approver") == {"name": "Bob"}
     assert verify(tmp_path / "ledger", trusted=[key.vkey()]).ok
     assert "alice" not in (tmp_path / "ledger" / "p0").joinpath(
-        next(p.name for p in (tmp_path / "ledger" / "p0").glob("seg-*"))).read_text("latin-1")
+        next(p.name for p in (tmp_path / "ledger" / "p0").glob("seg-*"))
+    ).read_text("latin-1")
     assert export_jsonl(tmp_path / "ledger", tmp_path / "out.jsonl") == 3
 
 

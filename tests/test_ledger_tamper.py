@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import Ledger, SigningKey, VerificationError, verify
-from ledger.layout import T_ENTRY, entry_frame, list_segments, read_frames
 from ledger.canonical import canonical_json
+from ledger.layout import T_ENTRY, entry_frame, list_segments, read_frames
 
 KEY = SigningKey.generate("wc")
 N_EVENTS = 40
@@ -62,7 +62,7 @@ def entry_frames(frames: list[Frame]) -> list[Frame]:
 
 
 def test_untouched_copy_verifies(built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    root, data, _, _ = built
+    root, _, _, _ = built
     shutil.copytree(root, tmp_path / "copy")
     assert verify(tmp_path / "copy", trusted=[KEY.vkey()]).partitions[0].size == N_EVENTS + 1
 
@@ -97,7 +97,9 @@ def test_a_dropped_entry_is_found(built, tmp_path_factory, data) -> None:  # typ
 def test_a_duplicated_entry_is_found(built, tmp_path_factory, data) -> None:  # type: ignore[no-untyped-def]
     root, raw, frames, _ = built
     f = data.draw(st.sampled_from(entry_frames(frames)))
-    err = check(root, raw[: f.end] + raw[f.start : f.end] + raw[f.end :], tmp_path_factory.mktemp("t"))
+    err = check(
+        root, raw[: f.end] + raw[f.start : f.end] + raw[f.end :], tmp_path_factory.mktemp("t")
+    )
     assert err.index == f.entries_before + 1, err
 
 
@@ -108,7 +110,13 @@ def test_swapped_entries_are_found(built, tmp_path_factory, data) -> None:  # ty
     entries = entry_frames(frames)
     i = data.draw(st.integers(0, len(entries) - 2))
     a, b = entries[i], entries[i + 1]
-    swapped = raw[: a.start] + raw[b.start : b.end] + raw[a.end : b.start] + raw[a.start : a.end] + raw[b.end :]
+    swapped = (
+        raw[: a.start]
+        + raw[b.start : b.end]
+        + raw[a.end : b.start]
+        + raw[a.start : a.end]
+        + raw[b.end :]
+    )
     err = check(root, swapped, tmp_path_factory.mktemp("t"))
     assert err.index == a.entries_before, err
 
@@ -153,7 +161,7 @@ def test_a_missing_middle_segment_is_found(tmp_path: Path) -> None:
 
 
 def test_a_forged_checkpoint_copy_is_found(built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    root, raw, _, _ = built
+    root, _, _, _ = built
     shutil.copytree(root, tmp_path / "copy")
     note = (tmp_path / "copy" / "p0" / "checkpoint").read_text()
     (tmp_path / "copy" / "p0" / "checkpoint").write_text(note.replace("\n41\n", "\n45\n"))

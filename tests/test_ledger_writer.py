@@ -63,7 +63,11 @@ def test_duplicates_are_recognised_after_reopen(tmp_path: Path, key: SigningKey)
     with Ledger.open(tmp_path, signer=key) as ledger:
         again = ledger.append(0, ev(1))
         many = ledger.append_many(0, [ev(3), ev(99), ev(99)])
-        assert (again.index, again.leaf_hash, again.duplicate) == (first.index, first.leaf_hash, True)
+        assert (again.index, again.leaf_hash, again.duplicate) == (
+            first.index,
+            first.leaf_hash,
+            True,
+        )
         assert [m.duplicate for m in many] == [True, False, True]
         assert ledger.size(0) == 51
 
@@ -79,7 +83,8 @@ def test_wrong_expected_prev_is_refused(tmp_path: Path, key: SigningKey) -> None
 
 
 @pytest.mark.parametrize(
-    "event", [{"type": "x"}, {"event_id": ""}, {"event_id": 5}, ["event_id"], {"event_id": "a", "n": 2**60}],
+    "event",
+    [{"type": "x"}, {"event_id": ""}, {"event_id": 5}, ["event_id"], {"event_id": "a", "n": 2**60}],
     ids=["no id", "empty id", "int id", "not a dict", "no canonical form"],
 )
 def test_bad_events_are_refused(tmp_path: Path, key: SigningKey, event: object) -> None:
@@ -122,9 +127,8 @@ def test_close_signs_everything_and_verify_passes(tmp_path: Path, key: SigningKe
 
 
 def test_a_second_writer_is_locked_out(tmp_path: Path, key: SigningKey) -> None:
-    with Ledger.open(tmp_path, signer=key):
-        with pytest.raises(LedgerError) as err:
-            Ledger.open(tmp_path, signer=key)
+    with Ledger.open(tmp_path, signer=key), pytest.raises(LedgerError) as err:
+        Ledger.open(tmp_path, signer=key)
     assert err.value.code == "ledger.locked"
 
 
@@ -196,8 +200,11 @@ def test_a_retired_key_cannot_write_and_rotation_resumes(tmp_path: Path, key: Si
 def test_appended_key_events_are_just_data(tmp_path: Path, key: SigningKey) -> None:
     """A caller cannot smuggle a key into the registry: append() writes kind 0x00 entries."""
     evil = SigningKey.generate("wc")
-    forged = {"event_id": "x", "type": "ledger.key_added",
-              "payload": {"action": "added", "new_vkey": evil.vkey(), "old_vkey": None}}
+    forged = {
+        "event_id": "x",
+        "type": "ledger.key_added",
+        "payload": {"action": "added", "new_vkey": evil.vkey(), "old_vkey": None},
+    }
     with Ledger.open(tmp_path, signer=key) as ledger:
         ledger.append(0, forged)
         assert ledger.keys(0) == [key.vkey()]
@@ -278,7 +285,9 @@ def test_reopen_after_a_roll_left_an_empty_segment(tmp_path: Path, key: SigningK
     assert verify(tmp_path, trusted=[key.vkey()]).partitions[0].size == 11
 
 
-def test_partitions_verify_in_parallel_and_errors_cross_processes(tmp_path: Path, key: SigningKey) -> None:
+def test_partitions_verify_in_parallel_and_errors_cross_processes(
+    tmp_path: Path, key: SigningKey
+) -> None:
     with Ledger.open(tmp_path, signer=key, partitions=3) as ledger:
         for p in range(3):
             ledger.append_many(p, [ev(f"{p}-{i}") for i in range(50)])

@@ -114,6 +114,7 @@ class Source:
 
 
 SOURCE = web.AppKey("dashboard_source", Source)
+SERVICE = web.AppKey("dashboard_service", object)  # the Pipeline (policy, permits, clock)
 
 
 def _discover(service: Any) -> Source:
@@ -142,7 +143,7 @@ def configure(app: web.Application, *, reader: Callable[[], duckdb.DuckDBPyConne
 def register(app: web.Application, service: Any) -> None:
     """Add the dashboard, report and metrics routes to the API app."""
     app[SOURCE] = _discover(service)
-    app["dashboard_service"] = service
+    app[SERVICE] = service
     app.router.add_get("/", redirect)
     app.router.add_get("/dashboard", redirect)
     app.router.add_get("/dashboard/", index)
@@ -184,7 +185,7 @@ def _source(request: web.Request) -> Source:
 
 
 def _policy(request: web.Request) -> Any:
-    return request.app["dashboard_service"].policy
+    return request.app[SERVICE].policy
 
 
 # --- the page ----------------------------------------------------------------------------------
@@ -404,7 +405,7 @@ async def metrics_json(request: web.Request) -> web.Response:
 async def prometheus(request: web.Request) -> web.Response:
     source = _source(request)
     governance = _policy(request).governance
-    service = request.app["dashboard_service"]
+    service = request.app[SERVICE]
 
     def work() -> str:
         con = source.connection()
@@ -444,7 +445,7 @@ async def make_report(request: web.Request) -> web.Response:
         fw = framework(str(body.get("framework", "")))
     except KeyError:
         raise InputError("input.schema", "framework: one of " + ", ".join(FRAMEWORKS)) from None
-    service = request.app["dashboard_service"]
+    service = request.app[SERVICE]
     now = service.now_fn()
     try:
         start, end = parse_period(_opt(body, "from"), _opt(body, "to"), now)

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from events import utc_now
 from ledger import SigningKey
-from tests.test_permit_kit import PLAN, TASKS, Approver, LiveServer
+from tests.test_permit_kit import TASKS, Approver, LiveServer
+from tests.test_reports_kit import PLAN_TESTED
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -66,7 +67,7 @@ def new_permit(site, task_id: str) -> str:
     status, _, created = site.call("POST", "/v1/permits", {
         "task_id": task_id, "requested_by": "master-1", "worker_id": "worker-7",
         "scope": {"operations": ["deploy"], "services": ["api"], "environment": "production"},
-        "justification": "release 2.1", "rollback_plan": PLAN,
+        "justification": "release 2.1", "rollback_plan": PLAN_TESTED,
         "constraints": {"max_error_rate": 0.01, "max_latency_p99_ms": 500}})
     assert status == 201, created
     return created["permit"]["permit_id"]
@@ -127,6 +128,25 @@ def test_an_approval_signed_with_an_unregistered_key_is_refused_on_screen(browse
                            " === 'error'", arg=permit_id)
     assert "refused (approval.unknown_key" in result.text_content()
     assert site.call("GET", f"/v1/permits/{permit_id}")[2]["permit"]["state"] == "in_review"
+    page.close()
+
+
+def test_a_report_is_made_and_listed_from_the_page(browser, site):
+    signed_and_projected(site)
+    page = open_dashboard(browser, site, site.tom_key)
+    today = utc_now().date().isoformat()
+    page.select_option("#report-form select[name=framework]", "soc2")
+    page.fill("#report-form input[name=from]", today)
+    page.fill("#report-form input[name=to]", today)
+    page.click("#report-form button[type=submit]")
+    page.wait_for_selector("#report-status.ok", timeout=30_000)
+    report_id = page.text_content("#report-status").removeprefix("made ").strip()
+    link = page.locator(f"#report-list a[href='/reports/{report_id}.csv']")
+    link.wait_for()
+    status, _, document = site.call("GET", f"/reports/{report_id}.json")
+    assert status == 200 and document["population"]["count"] >= 2
+    assert {x["code"] for x in document["exceptions"]["items"]} == set()
+    assert not page.errors
     page.close()
 
 

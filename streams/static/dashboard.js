@@ -263,9 +263,12 @@ async function refreshCharts() {
   $('chart-decisions').replaceChildren(barChart(
     [{ values: levels.map((l) => m.decisions_by_level[l] || 0) }], levels.map((l) => `L${l}`), ['#4a78b5']));
   const appr = Object.keys(m.approval_time_by_level).sort();
+  const longest = Math.max(0, ...appr.map((l) => m.approval_time_by_level[l].p95_hours));
+  const [unit, scale] = longest < 2 ? ['minutes', 60] : ['hours', 1];
+  $('approvals-caption').textContent = `Approval time by level (${unit}: mean, p95)`;
   $('chart-approvals').replaceChildren(appr.length ? barChart(
-    [{ values: appr.map((l) => m.approval_time_by_level[l].mean_hours) },
-      { values: appr.map((l) => m.approval_time_by_level[l].p95_hours) }],
+    [{ values: appr.map((l) => m.approval_time_by_level[l].mean_hours * scale) },
+      { values: appr.map((l) => m.approval_time_by_level[l].p95_hours * scale) }],
     appr.map((l) => `L${l}`), ['#6aa36f', '#c99a3b']) : 'No approvals yet.');
   $('metric-targets').replaceChildren(...m.targets.map((t) => el('span', {
     class: t.met === false ? 'bad' : (t.met ? 'ok' : '') },

@@ -39,7 +39,7 @@ from reports.evidence import (
 )
 from reports.frameworks import EXCEPTIONS, Framework
 from reports.registry import Registry
-from reports.sqlfiles import run
+from reports.sqlfiles import named, run
 from rules.governance import Governance
 
 FORMAT = "worker-certification-report/1"
@@ -87,15 +87,6 @@ def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list
     cursor = con.execute(sql, params) if params is not None else con.execute(sql)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
@@ -152,7 +143,7 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
     seed = ctx.seed or sampling.default_seed(
         cp_dicts or [{"partition": p, "size": s, "root": ""} for p, s in sorted(cut.items())])
     size = ctx.sample_size if ctx.sample_size is not None else fw.sample_size
-    drawn = sampling.draw(((x["change_id"], x["kind"], x["_changed_at"]) for x in lines),
+    drawn = sampling.draw(((x["change_id"], x["kind"], x["weekend"]) for x in lines),
                           seed, size)
     for entry in drawn:
         by_id[entry["change_id"]]["sampled"] = entry["rank"]
@@ -193,9 +184,7 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
                      "events.leaf_hash); proof hashes, roots and notes are base64 (RFC 9162, "
                      "C2SP tlog-checkpoint)", "entries": {}},
     }
-    for line in lines:
-        line.pop("_changed_at", None)
-    _attach_proofs(document, ctx, checkpoints)
+    _attach_proofs(con, document, ctx, checkpoints)
     _consistency(document, ctx, checkpoints)
     _register(document, ctx, fw, start, end)
     return document
@@ -204,33 +193,17 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
 # --- lines and exceptions ----------------------------------------------------------------------
 
 
+def _json(con: duckdb.DuckDBPyConnection, name: str) -> list[dict[str, Any]]:
+    """One named query of sql/document.sql: a JSON list built inside DuckDB."""
+    row = con.execute(named("document")[name]).fetchone()
+    return json.loads(row[0]) if row and row[0] else []
+
+
 def _lines(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    rows = _dicts(con, """
-        SELECT c.change_id, c.kind, c.permit_type, c.task_id, c.level, c.decision_level,
-               c.frameworks, c.all_classes AS data_classes, c.environment, c.operations,
-               c.services, c.requested_by, c.worker_id, c.changed_at, c.justification,
-               c.score, c.risk_level, t.state, t.approved_at, t.approvals, t.deployed_at,
-               t.tested AS test_evidence, t.plan_ok AS rollback_plan, t.reviewed_at,
-               c.review_due_at
-        FROM r_changes c JOIN r_timeline t USING (change_id)
-        ORDER BY c.changed_at, c.change_id""")
-    evidence: dict[str, list[dict[str, Any]]] = {}
-    for row in _dicts(con, """SELECT change_id, role, event_id, type, partition,
-                                     ledger_index, leaf_hash, occurred_at FROM r_evidence"""):
-        evidence.setdefault(row["change_id"], []).append(_ref(row))
-    lines = []
-    for row in rows:
-        line = {k: _t(v) for k, v in row.items()}
-        line["_changed_at"] = row["changed_at"]
-        line["approvers"] = [_t(a) for a in (row["approvals"] or [])]
-        line.pop("approvals")
-        if row["kind"] != "emergency":
-            line.pop("reviewed_at")
-            line.pop("review_due_at")
+    lines = _json(con, "lines")
+    for line in lines:
         line["exceptions"] = []
         line["sampled"] = None
-        line["evidence"] = evidence.get(row["change_id"], [])
-        lines.append(line)
     return lines
 
 
@@ -241,15 +214,10 @@ def _ref(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _exceptions(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    rows = _dicts(con, """
-        SELECT x.change_id, x.code, x.detail, x.event_id, e.type, e.partition, e.ledger_index,
-               e.leaf_hash, e.occurred_at
-        FROM r_exceptions x LEFT JOIN r_events e ON e.event_id = x.event_id
-        ORDER BY x.code, x.change_id NULLS LAST, e.partition, e.ledger_index""")
-    return [{"change_id": r["change_id"], "code": r["code"],
-             "description": EXCEPTIONS[r["code"]], "detail": r["detail"],
-             "evidence": [_ref({**r, "role": "finding"})] if r["partition"] is not None else []}
-            for r in rows]
+    items = _json(con, "exceptions")
+    for item in items:
+        item["description"] = EXCEPTIONS[item["code"]]
+    return items
 
 
 def _signature_findings(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -306,17 +274,10 @@ def _sections(con: duckdb.DuckDBPyConnection, fw: Framework, ctx: ReportContext,
     sections: dict[str, Any] = {}
     if "phi_access" in fw.sections:
         run(con, "phi_access")
-        rows = _dicts(con, """SELECT a.*, e.type, e.partition, e.ledger_index, e.leaf_hash
-                              FROM r_phi_access a JOIN r_events e USING (event_id)
-                              ORDER BY a.occurred_at, e.partition, e.ledger_index""")
-        sections["phi_access"] = [
-            {"access": r["access"], "at": _t(r["occurred_at"]), "worker_id": r["worker_id"],
-             "permit_id": r["permit_id"], "operation": r["operation"], "outcome": r["outcome"],
-             "detail": r["detail"], "evidence": [_ref({**r, "role": "access"})]}
-            for r in rows]
+        sections["phi_access"] = _json(con, "phi_access")
     if "processing" in fw.sections:
         run(con, "processing")
-        sections["processing"] = [_t(r) for r in _dicts(con, "SELECT * FROM r_processing")]
+        sections["processing"] = _json(con, "processing")
         for activity in sections["processing"]:
             activity["data_subjects"] = "not recorded by this system (tasks name data " \
                                         "classes, not categories of data subjects)"
@@ -326,13 +287,7 @@ def _sections(con: duckdb.DuckDBPyConnection, fw: Framework, ctx: ReportContext,
                 "per-subject encryption with crypto-shredding")
     if "erasures" in fw.sections:
         run(con, "erasures")
-        rows = _dicts(con, """SELECT x.*, e.type, e.partition, e.ledger_index, e.leaf_hash
-                              FROM r_erasures_in x JOIN r_events e USING (event_id)
-                              ORDER BY x.occurred_at, e.partition, e.ledger_index""")
-        sections["erasures"] = [
-            {"at": _t(r["occurred_at"]), "subject_ref": r["subject_ref"],
-             "requested_by": r["requested_by"], "legal_basis": r["legal_basis"],
-             "evidence": [_ref({**r, "role": "erasure"})]} for r in rows]
+        sections["erasures"] = _json(con, "erasures")
     if "retention" in fw.sections:
         sections["retention"] = _retention_checks(con, fw, ctx.governance, now, checkpoints,
                                                   projected)
@@ -398,34 +353,35 @@ def _ledger_info(ctx: ReportContext, cut: dict[int, int], projected: dict[int, i
     return info
 
 
-def _attach_proofs(document: dict[str, Any], ctx: ReportContext,
-                   checkpoints: dict[int, SignedCheckpoint]) -> None:
-    lines = document["population"]["changes"]
-    refs: list[dict[str, Any]] = [r for line in lines for r in line["evidence"]]
-    refs += [r for item in document["exceptions"]["items"] for r in item["evidence"]]
-    for rows in document["sections"].values():
-        if isinstance(rows, list):
-            refs += [r for row in rows for r in row.get("evidence", [])]
-    proven: set[tuple[int, int]] = set()
+def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
+                   ctx: ReportContext, checkpoints: dict[int, SignedCheckpoint]) -> None:
+    """Every ledger entry the report cites, once, with its inclusion proof (all of them, or
+    only those of the tested lines: the sample and the exceptions)."""
+    tables = ["r_evidence", "r_exceptions"]
+    tables += ["r_phi_access"] if "phi_access" in document["sections"] else []
+    tables += ["r_erasures_in"] if "erasures" in document["sections"] else []
+    refs = " UNION ".join(f"SELECT event_id FROM {t}" for t in tables)
+    rows = con.execute(f"""SELECT e.partition, e.ledger_index, e.event_id, e.type, e.leaf_hash
+                           FROM r_events e SEMI JOIN ({refs}) r ON r.event_id = e.event_id
+                           ORDER BY e.partition, e.ledger_index""").fetchall()
+    entries = {f"{p}:{i}": {"event_id": eid, "type": kind, "partition": p, "index": i,
+                            "leaf_hash": leaf, "tree_size": None, "proof": None}
+               for p, i, eid, kind, leaf in rows}
+    wanted: list[tuple[int, int]] = []
     if ctx.proofs == "all":
-        proven = {(r["partition"], r["index"]) for r in refs}
+        wanted = [(p, i) for p, i, *_ in rows]
     elif ctx.proofs == "tested":
-        tested = {line["change_id"] for line in lines
-                  if line["sampled"] is not None or line["exceptions"]}
-        proven = {(r["partition"], r["index"]) for line in lines
-                  if line["change_id"] in tested for r in line["evidence"]}
-        proven |= {(r["partition"], r["index"]) for item in document["exceptions"]["items"]
-                   for r in item["evidence"]}
-    entries: dict[str, dict[str, Any]] = {}
-    for r in refs:
-        entries.setdefault(f"{r['partition']}:{r['index']}", {
-            "event_id": r["event_id"], "type": r["type"], "partition": r["partition"],
-            "index": r["index"], "leaf_hash": r["leaf_hash"], "tree_size": None, "proof": None})
-    if checkpoints and proven:
-        for partition in sorted({p for p, _ in proven}):
+        lines = document["population"]["changes"]
+        keep = {(r["partition"], r["index"]) for line in lines
+                if line["sampled"] is not None or line["exceptions"] for r in line["evidence"]}
+        keep |= {(r["partition"], r["index"]) for item in document["exceptions"]["items"]
+                 for r in item["evidence"]}
+        wanted = sorted(keep)
+    if checkpoints and wanted:
+        for partition in sorted({p for p, _ in wanted}):
             prover = Prover(ctx.ledger_dir, checkpoints[partition])  # type: ignore[arg-type]
             try:
-                for p, index in sorted(x for x in proven if x[0] == partition):
+                for p, index in (x for x in wanted if x[0] == partition):
                     entry = entries[f"{p}:{index}"]
                     if prover.leaf(index).hex() != entry["leaf_hash"]:
                         raise EvidenceError(
@@ -436,8 +392,7 @@ def _attach_proofs(document: dict[str, Any], ctx: ReportContext,
                     entry["proof"] = [base64.b64encode(h).decode() for h in prover.path(index)]
             finally:
                 prover.close()
-    document["evidence"]["entries"] = dict(sorted(
-        entries.items(), key=lambda kv: (kv[1]["partition"], kv[1]["index"])))
+    document["evidence"]["entries"] = entries
 
 
 def _consistency(document: dict[str, Any], ctx: ReportContext,
@@ -477,12 +432,17 @@ def canonical_bytes(document: dict[str, Any]) -> bytes:
 
 def _register(document: dict[str, Any], ctx: ReportContext, fw: Framework, start: datetime,
               end: datetime) -> None:
-    digest = hashlib.sha256(canonical_bytes(document)).hexdigest()
+    """Name the report by what it says (framework, period, checkpoints, population,
+    exceptions, sample) and, with a registry, store it and append its entry."""
+    core = {k: document[k] for k in ("framework", "period", "generated_at", "checkpoints",
+                                     "exceptions", "sample")}
+    core["population"] = {k: document["population"][k] for k in ("count", "digest")}
+    digest = hashlib.sha256(canonical_bytes(core)).hexdigest()
     report_id = f"{fw.key}-{start:%Y%m%d}-{end:%Y%m%d}-{digest[:12]}"
     document["report_id"] = report_id
     if ctx.registry is None:
         return
-    data = json.dumps(document, indent=1, ensure_ascii=False, default=str).encode()
+    data = canonical_bytes(document) + b"\n"
     entry = {"report_id": report_id, "framework": fw.key, "from": document["period"]["from"],
              "to": document["period"]["to"], "generated_at": document["generated_at"],
              "population": document["population"]["count"],

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import mmap
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from ledger.layout import (
     read_meta,
 )
 from ledger.merkle import (
+    HASH_SIZE,
     TreeState,
     consistency_path,
     inclusion_path,
@@ -49,7 +51,7 @@ from ledger.merkle import (
 )
 from ledger.proofs import latest_checkpoint
 from ledger.reader import iter_raw
-from ledger.sidefiles import NodeFiles
+from ledger.sidefiles import level_path
 
 BOOK_DEPTH = 256  # checkpoints remembered per partition
 
@@ -207,20 +209,20 @@ def choose_checkpoints(ledger_dir: Path, projected: dict[int, int], *,
 
 @dataclass
 class Prover:
-    """Inclusion proofs of one partition against one checkpoint (stored tree levels)."""
+    """Inclusion proofs of one partition against one checkpoint, from the stored tree levels
+    (memory-mapped: a proof reads ~log2(n) nodes)."""
 
     ledger_dir: Path
     checkpoint: SignedCheckpoint
-    _nodes: NodeFiles | None = None
-    _cache: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    _maps: dict[int, mmap.mmap] = field(default_factory=dict)
+    _files: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        index_dir = partition_dir(Path(self.ledger_dir), self.checkpoint.partition) / "index"
-        self._nodes = NodeFiles(index_dir)
+        self._dir = partition_dir(Path(self.ledger_dir), self.checkpoint.partition) / "index"
         size = self.checkpoint.size
         try:
             root = TreeState.at(size, self.node).root() if size else b""
-        except (OSError, IndexError):
+        except (OSError, IndexError, ValueError):
             root = b""
         if size and root != self.checkpoint.root:
             self.close()
@@ -228,14 +230,20 @@ class Prover:
                                 "not give the checkpoint's root (open the ledger with its "
                                 "writer once to repair the index)", "reports.index_corrupt")
 
+    def _map(self, level: int) -> mmap.mmap:
+        mapped = self._maps.get(level)
+        if mapped is None:
+            handle = open(level_path(self._dir, level), "rb")  # noqa: SIM115 - closed in close()
+            self._files.append(handle)
+            mapped = self._maps[level] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        return mapped
+
     def node(self, level: int, index: int) -> bytes:
-        key = (level, index)
-        value = self._cache.get(key)
-        if value is None:
-            assert self._nodes is not None
-            value = self._nodes.node(level, index)
-            if level >= 4:  # upper levels are shared by many proofs
-                self._cache[key] = value
+        mapped = self._map(level)
+        start = index * HASH_SIZE
+        value = mapped[start:start + HASH_SIZE]
+        if len(value) != HASH_SIZE:
+            raise IndexError(f"level {level} has no node {index}")
         return value
 
     def leaf(self, index: int) -> bytes:
@@ -246,15 +254,18 @@ class Prover:
         try:
             path = inclusion_path(index, size, self.node)
             verify_inclusion(index, size, self.leaf(index), path, self.checkpoint.root)
-        except (OSError, IndexError, LedgerError) as error:
+        except (OSError, IndexError, ValueError, LedgerError) as error:
             raise EvidenceError(f"partition {self.checkpoint.partition} entry {index}: no "
                                 f"proof ({error})", "reports.no_proof") from None
         return path
 
     def close(self) -> None:
-        if self._nodes is not None:
-            self._nodes.close()
-            self._nodes = None
+        for mapped in self._maps.values():
+            mapped.close()
+        for handle in self._files:
+            handle.close()
+        self._maps.clear()
+        self._files.clear()
 
 
 def consistency(ledger_dir: Path, old: SignedCheckpoint, new: SignedCheckpoint
@@ -267,10 +278,11 @@ def consistency(ledger_dir: Path, old: SignedCheckpoint, new: SignedCheckpoint
             raise EvidenceError(f"partition {new.partition}: the ledger is smaller ({new.size}) "
                                 f"than at the previous report ({old.size})",
                                 "reports.inconsistent")
-        path = consistency_path(old.size, new.size, prover.node) if old.size < new.size else []
         try:
+            path = consistency_path(old.size, new.size, prover.node) \
+                if old.size < new.size else []
             verify_consistency(old.size, new.size, old.root, new.root, path)
-        except LedgerError as error:
+        except (LedgerError, OSError, IndexError, ValueError) as error:
             raise EvidenceError(f"partition {new.partition}: not consistent with the previous "
                                 f"report's checkpoint ({error})", "reports.inconsistent"
                                 ) from None

@@ -20,8 +20,9 @@ CSV_SECTIONS = ("changes", "exceptions", "sample", "evidence", "checkpoints", "c
 
 
 def render(document: dict[str, Any], fmt: str, *, section: str = "changes") -> str:
-    if fmt == "json":
-        return json.dumps(document, indent=1, ensure_ascii=False, default=str) + "\n"
+    if fmt == "json":  # compact: the C encoder (indent would take the slow pure-Python one)
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False,
+                          default=str) + "\n"
     if fmt == "csv":
         return to_csv(document, section)
     if fmt == "md":

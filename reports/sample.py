@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 METHOD = ("weighted without replacement (Efraimidis-Spirakis): key = ln(u)/w, u = "
@@ -22,12 +21,10 @@ METHOD = ("weighted without replacement (Efraimidis-Spirakis): key = ln(u)/w, u 
           "(UTC), else 1; the sample is the largest keys")
 
 
-def weight(kind: str, changed_at: datetime | None) -> int:
+def weight(kind: str, weekend: bool) -> int:
     if kind == "emergency":
         return 3
-    if changed_at is not None and changed_at.weekday() >= 5:
-        return 2
-    return 1
+    return 2 if weekend else 1
 
 
 def key(seed: str, change_id: str, w: int) -> float:
@@ -41,12 +38,13 @@ def default_seed(checkpoints: Iterable[dict[str, Any]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def draw(changes: Iterable[tuple[str, str, datetime | None]], seed: str, size: int
+def draw(changes: Iterable[tuple[str, str, bool]], seed: str, size: int
          ) -> list[dict[str, Any]]:
-    """changes: (change_id, kind, changed_at). Returns [{rank, change_id, weight, key}]."""
+    """changes: (change_id, kind, made on a weekend). Returns [{rank, change_id, weight,
+    key}]."""
     scored = []
-    for change_id, kind, changed_at in changes:
-        w = weight(kind, changed_at)
+    for change_id, kind, weekend in changes:
+        w = weight(kind, weekend)
         scored.append((key(seed, change_id, w), change_id, w))
     scored.sort(key=lambda x: (-x[0], x[1]))
     return [{"rank": rank, "change_id": change_id, "weight": w, "key": k}

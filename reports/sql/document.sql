@@ -1,0 +1,78 @@
+-- The report's lines as JSON, built inside DuckDB (one string per section, parsed once in
+-- Python): times in the one spelling of events.format_time, evidence ordered by ledger
+-- position. Each query is named by the comment before it.
+
+-- name: lines
+WITH ev AS (
+    SELECT change_id,
+           list({'role': role, 'event_id': event_id, 'type': type, 'partition': partition,
+                 'index': ledger_index, 'leaf_hash': leaf_hash,
+                 'occurred_at': strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ')}
+                ORDER BY partition, ledger_index) AS evidence
+    FROM r_evidence GROUP BY change_id
+)
+SELECT coalesce(to_json(list({
+    'change_id': c.change_id, 'kind': c.kind, 'permit_type': c.permit_type,
+    'task_id': c.task_id, 'level': c.level, 'decision_level': c.decision_level,
+    'frameworks': c.frameworks, 'data_classes': c.all_classes, 'environment': c.environment,
+    'operations': c.operations, 'services': c.services, 'requested_by': c.requested_by,
+    'worker_id': c.worker_id,
+    'changed_at': strftime(c.changed_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
+    'weekend': dayofweek(c.changed_at) IN (0, 6),
+    'justification': c.justification, 'score': c.score, 'risk_level': c.risk_level,
+    'state': t.state,
+    'approved_at': strftime(t.approved_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
+    'approvers': list_transform(t.approvals, lambda a: {
+        'approver_id': a.approver_id, 'role': a.role,
+        'decided_at': strftime(a.decided_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
+        'recorded_at': strftime(a.recorded_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
+        'event_id': a.event_id}),
+    'deployed_at': strftime(t.deployed_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
+    'test_evidence': t.tested, 'rollback_plan': t.plan_ok,
+    'review_due_at': strftime(c.review_due_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
+    'reviewed_at': strftime(t.reviewed_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
+    'evidence': coalesce(ev.evidence, [])}
+    ORDER BY c.changed_at, c.change_id)), '[]')::VARCHAR
+FROM r_changes c JOIN r_timeline t USING (change_id) LEFT JOIN ev USING (change_id);
+
+-- name: exceptions
+SELECT coalesce(to_json(list({
+    'change_id': x.change_id, 'code': x.code, 'detail': x.detail,
+    'evidence': CASE WHEN e.event_id IS NULL THEN [] ELSE [{
+        'role': 'finding', 'event_id': e.event_id, 'type': e.type, 'partition': e.partition,
+        'index': e.ledger_index, 'leaf_hash': e.leaf_hash,
+        'occurred_at': strftime(e.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ')}] END}
+    ORDER BY x.code, x.change_id NULLS LAST, e.partition, e.ledger_index)), '[]')::VARCHAR
+FROM r_exceptions x LEFT JOIN r_events e ON e.event_id = x.event_id;
+
+-- name: phi_access
+SELECT coalesce(to_json(list({
+    'access': a.access, 'at': strftime(a.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
+    'worker_id': a.worker_id, 'permit_id': a.permit_id, 'operation': a.operation,
+    'outcome': a.outcome, 'detail': a.detail,
+    'evidence': [{'role': 'access', 'event_id': e.event_id, 'type': e.type,
+                  'partition': e.partition, 'index': e.ledger_index, 'leaf_hash': e.leaf_hash,
+                  'occurred_at': strftime(e.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ')}]}
+    ORDER BY a.occurred_at, e.partition, e.ledger_index)), '[]')::VARCHAR
+FROM r_phi_access a JOIN r_events e USING (event_id);
+
+-- name: erasures
+SELECT coalesce(to_json(list({
+    'at': strftime(x.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ'), 'subject_ref': x.subject_ref,
+    'requested_by': x.requested_by, 'legal_basis': x.legal_basis,
+    'evidence': [{'role': 'erasure', 'event_id': e.event_id, 'type': e.type,
+                  'partition': e.partition, 'index': e.ledger_index, 'leaf_hash': e.leaf_hash,
+                  'occurred_at': strftime(e.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ')}]}
+    ORDER BY x.occurred_at, e.partition, e.ledger_index)), '[]')::VARCHAR
+FROM r_erasures_in x JOIN r_events e USING (event_id);
+
+-- name: processing
+SELECT coalesce(to_json(list({
+    'activity': activity, 'data_categories': data_categories, 'purposes': purposes,
+    'operations': operations, 'recipients': recipients, 'regions': regions,
+    'environments': environments, 'retention_days': retention_days,
+    'min_level': min_level, 'max_level': max_level, 'changes': changes,
+    'first_seen': strftime(first_seen, '%Y-%m-%dT%H:%M:%S.%fZ'),
+    'last_seen': strftime(last_seen, '%Y-%m-%dT%H:%M:%S.%fZ'),
+    'example_changes': example_changes} ORDER BY activity)), '[]')::VARCHAR
+FROM r_processing;

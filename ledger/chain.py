@@ -52,6 +52,7 @@ from ledger.layout import (
 from ledger.merkle import TreeState
 from ledger.sidefiles import SYNC_EVERY, SideFiles
 from ledger.store import SegmentWriter
+from ledger.syncer import Syncer
 
 DEFAULT_ORIGIN = "worker-certification"
 DEFAULT_CHECKPOINT_EVERY = 1_000  # entries
@@ -138,6 +139,7 @@ class Ledger:
         self._segment_bytes = segment_bytes
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _take_lock(self.directory)
+        self._syncer = Syncer()
         try:
             self.origin = origin
             recorded, count = self._meta(origin, partitions)
@@ -152,6 +154,7 @@ class Ledger:
                 self._chains.append(self._open_chain(p, retired_signers))
             self._write_meta(recorded, count)
         except BaseException:
+            self._syncer.stop()
             for ch in self._chains:
                 ch.store.close()
                 if ch.side is not None:
@@ -201,6 +204,7 @@ class Ledger:
             if ch.unsigned:
                 self._checkpoint(ch)
         except BaseException:
+            self._syncer.drain()
             ch.store.close()
             if ch.side is not None:
                 ch.side.close()
@@ -444,24 +448,38 @@ class Ledger:
             for ch in self._chains:
                 if ch.unsigned:
                     self._checkpoint(ch)
+            self._syncer.drain()
             return {ch.partition: ch.latest or "" for ch in self._chains}
 
-    def _checkpoint(self, ch: _Chain, signers: Sequence[SigningKey] | None = None) -> None:
-        assert ch.side is not None
+    def _checkpoint(
+        self, ch: _Chain, signers: Sequence[SigningKey] | None = None, *, durable: bool = False
+    ) -> None:
+        """Sign the partition's tree and write the checkpoint frame. Its fdatasync (and then the
+        `checkpoint` copy) happens on the fsync thread; `durable=True` waits for it."""
+        side = ch.side
+        assert side is not None
         if ch.pending:
             ch.tree.extend(ch.pending)
             ch.pending = []
         note = Checkpoint(ch.origin_p, ch.size, ch.tree.root()).sign(signers or [self._signer])
         ch.store.write(checkpoint_frame(note))
-        ch.store.sync()
-        ch.side.add_ids(ch.pending_ids)
+        side.add_ids(ch.pending_ids)
         ch.pending_ids = []
-        ch.side.flush()
-        write_atomic(ch.dir / "checkpoint", note.encode(), durable=False)
+        side.flush()
         ch.latest = note
         ch.unsigned = 0
-        if ch.size - ch.side.synced_size >= SYNC_EVERY:
-            ch.side.sync(ch.size)
+        fd, copy = ch.store.fd, ch.dir / "checkpoint"
+        assert fd is not None
+
+        def publish() -> None:
+            os.fdatasync(fd)
+            write_atomic(copy, note.encode(), durable=False)
+
+        self._syncer.submit(("checkpoint", ch.partition), publish)
+        if ch.size - side.synced_size >= SYNC_EVERY:
+            self._syncer.submit(("side", ch.partition), side.sync_job(ch.size))
+        if durable or ch.store.bytes >= self._segment_bytes:
+            self._syncer.drain()
         if ch.store.bytes >= self._segment_bytes:
             ch.store.roll(ch.size)
 
@@ -482,7 +500,7 @@ class Ledger:
             self._checkpoint(ch, [old])
         payload = key_event_payload(ch.origin_p, ch.size, "rotated", new, old)
         self._append_internal(ch, KEY_ROTATED, payload)
-        self._checkpoint(ch, [old, new])
+        self._checkpoint(ch, [old, new], durable=True)
 
     @property
     def signer(self) -> SigningKey:
@@ -523,9 +541,12 @@ class Ledger:
                 for ch in self._chains:
                     if ch.unsigned:
                         self._checkpoint(ch)
+                self._syncer.drain()
+                for ch in self._chains:
                     assert ch.side is not None
                     ch.side.sync(ch.size)
             finally:
+                self._syncer.stop()
                 for ch in self._chains:
                     ch.store.close()
                     if ch.side is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ledger.layout import write_atomic
@@ -97,15 +98,22 @@ class SideFiles:
 
     def sync(self, size: int) -> None:
         """Make everything up to `size` entries durable and move the mark there."""
+        self.sync_job(size)()
+
+    def sync_job(self, size: int) -> Callable[[], None]:
+        """Flush now; return the blocking part (fsyncs, then the mark) to run on any thread."""
         self.flush()
-        for fd in self._level_fds.values():
-            os.fdatasync(fd)
-        os.fdatasync(self._ids_fd)
+        fds = [*self._level_fds.values(), self._ids_fd]
         ids_bytes = os.fstat(self._ids_fd).st_size
-        write_atomic(
-            self.dir / "mark.json", json.dumps({"size": size, "ids_bytes": ids_bytes}).encode()
-        )
+        mark = json.dumps({"size": size, "ids_bytes": ids_bytes}).encode()
         self.synced_size = size
+
+        def job() -> None:
+            for fd in fds:
+                os.fdatasync(fd)
+            write_atomic(self.dir / "mark.json", mark)
+
+        return job
 
     # -- recovery --
     def restore(self, size: int) -> tuple[int, TreeState, list[str]]:

@@ -345,3 +345,22 @@ def test_live_verify_stops_at_a_frame_still_being_written(tmp_path: Path, key: S
     with pytest.raises(VerificationError) as err:
         verify(tmp_path, trusted=[key.vkey()])
     assert err.value.reason == "torn_tail"
+
+
+def test_a_failed_fsync_stops_the_ledger(
+    tmp_path: Path, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = Ledger.open(tmp_path, signer=key, checkpoint_every=5)
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("os.fdatasync", broken)
+    with pytest.raises(LedgerError) as err:
+        for i in range(20):
+            ledger.append(0, ev(i))
+        ledger.checkpoint_now()
+    assert err.value.code == "ledger.io_error"
+    monkeypatch.undo()
+    with pytest.raises(LedgerError):
+        ledger.close()

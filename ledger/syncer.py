@@ -60,7 +60,7 @@ class Syncer:
             try:
                 for job in jobs:
                     job()
-            except Exception as exc:  # surfaced by the next submit/drain
+            except Exception as exc:  # noqa: BLE001 - any failure must reach the writer thread
                 with self._cv:
                     self.error = exc
                     self._jobs.clear()

@@ -271,8 +271,9 @@ class _PartitionVerifier:
 
     def _segment(self, path: Path, is_last: bool, st: _StreamState) -> None:
         """Check every frame of one segment file (the hot loop: keep it lean)."""
-        p, checks, pending = self.p, self.checks, st.pending
-        expected, last = st.expected, st.last
+        p, pending = self.p, st.pending
+        expected, last, skipping = st.expected, st.last, st.skipping
+        stop = self._next_stop(st)
         head_of = _EVENT_HEAD.pack
         unpack_len = _LEN.unpack_from
         with open(path, "rb", buffering=0) as f:
@@ -291,7 +292,6 @@ class _PartitionVerifier:
                     end = start + length
                     if end > n or length == 0 or length > MAX_TAIL:
                         if length == 0 or length > MAX_TAIL:
-                            st.expected, st.last = expected, last
                             raise self.fail(
                                 "bad_frame",
                                 expected,
@@ -306,23 +306,21 @@ class _PartitionVerifier:
                         raise self.fail(
                             "bad_hash", expected, f"{path.name} byte {base + pos}: hash mismatch"
                         )
-                    if buf[start : start + LEAF_HEAD_SIZE] == head_of(0, 1, 0, p, expected, last):
-                        if st.skipping:  # the resume point itself
-                            st.skipping = False
+                    if not skipping and buf[start : start + LEAF_HEAD_SIZE] == head_of(
+                        0, 1, 0, p, expected, last
+                    ):
                         pending.append(digest)
                         last = digest
                         expected += 1
-                        if expected in checks:
+                        if expected >= stop:
                             st.expected, st.last = expected, last
-                            self._flush(st)
-                            self._check_copy(expected, st.tree, st.cp_size)
-                        elif len(pending) >= BATCH:
-                            st.tree.extend(pending)
-                            pending.clear()
+                            self._act(st)
+                            stop = self._next_stop(st)
                     else:
                         st.expected, st.last = expected, last
                         self._odd_frame(buf[start:end], digest, st)
-                        expected, last = st.expected, st.last
+                        expected, last, skipping = st.expected, st.last, st.skipping
+                        stop = self._next_stop(st)
                     pos = end
                 if not chunk:
                     st.expected, st.last = expected, last
@@ -334,6 +332,21 @@ class _PartitionVerifier:
                             reason, expected, f"{path.name} byte {base + pos}: frame cut short"
                         )
                     return
+
+    def _next_stop(self, st: _StreamState) -> int:
+        """The next entry count at which the hot loop must call `_act`."""
+        stop = st.expected + BATCH - len(st.pending)
+        for size in self.checks:
+            if st.expected < size < stop:
+                stop = size
+        return stop
+
+    def _act(self, st: _StreamState) -> None:
+        if st.expected in self.checks:
+            self._flush(st)
+            self._check_copy(st.expected, st.tree, st.cp_size)
+        elif len(st.pending) >= BATCH:
+            self._flush(st)
 
     def _live_edge(self, is_last: bool, at_end: bool, f: Any) -> bool:
         """With allow_unsigned_tail (a live ledger), a last frame still being written at the

@@ -39,6 +39,7 @@ from ledger.layout import (
     LEAF_HEAD,
     LEAF_VERSION,
     MAX_TAIL,
+    SEEK_EVERY,
     T_ENTRY,
     ZERO_HASH,
     checkpoint_frame,
@@ -290,6 +291,8 @@ class Ledger:
             if len(tail) > MAX_TAIL:
                 raise LedgerError("event too large", code="ledger.event_too_large")
             digest = sha256(tail).digest()
+            if not index % SEEK_EVERY:
+                self._seek_hint(ch, index, 0)
             ch.store.write(_FRAME_PACK(len(tail), digest) + tail)
             self._note_appended(ch, eid, digest)
             if ch.unsigned >= self._every or self._clock() - ch.first_unsigned_at >= self._interval:
@@ -315,6 +318,8 @@ class Ledger:
                 if len(tail) > MAX_TAIL:
                     raise LedgerError("event too large", code="ledger.event_too_large")
                 digest = sha256(tail).digest()
+                if not ch.size % SEEK_EVERY:
+                    self._seek_hint(ch, ch.size, sum(map(len, frames)))
                 frames.append(_FRAME_PACK(len(tail), digest))
                 frames.append(tail)
                 results.append(AppendResult(partition, ch.size, digest, False))
@@ -339,10 +344,16 @@ class Ledger:
         frame, digest = entry_frame(ch.partition, ch.size, ch.last, kind, body)
         if len(frame) > MAX_TAIL:
             raise LedgerError("event too large", code="ledger.event_too_large")
+        if not ch.size % SEEK_EVERY:
+            self._seek_hint(ch, ch.size, 0)
         ch.store.write(frame)
         index = ch.size
         self._note_appended(ch, eid, digest)
         return AppendResult(ch.partition, index, digest, False)
+
+    def _seek_hint(self, ch: _Chain, index: int, unwritten: int) -> None:
+        assert ch.side is not None
+        ch.side.add_seek(index, ch.store.first, ch.store.bytes + unwritten)
 
     def _note_appended(self, ch: _Chain, eid: str, digest: bytes) -> None:
         if ch.unsigned == 0:

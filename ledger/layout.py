@@ -44,6 +44,8 @@ MAX_TAIL = 16 * 1024 * 1024
 SEGMENT_PREFIX = "seg-"
 SEGMENT_SUFFIX = ".wcl"
 READ_CHUNK = 4 * 1024 * 1024
+SEEK_EVERY = 4096  # every 4096th entry's (index, segment first index, byte offset) is indexed
+SEEK_RECORD = struct.Struct(">QQQ")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@
                         level-00 holds the leaf hashes. Append-only, like tessera's tiles.
     index/ids.txt       one JSON string per line: the event_id of entry i on line i.
     index/mark.json     {"size": W, "ids_bytes": B}: everything up to W entries was fsynced.
+    index/seek.bin      (index, segment first index, byte offset) of every 4096th entry, as
+                        big-endian u64s: hints for random access, checked when used.
 
 They are derived data: written at checkpoints without fsync, fsynced every SYNC_EVERY entries
 and on close (then the mark moves). After a crash the writer cuts them back to the mark and
@@ -18,7 +20,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ledger.layout import write_atomic
+from ledger.layout import SEEK_RECORD, write_atomic
 from ledger.merkle import HASH_SIZE, TreeState
 
 SYNC_EVERY = 65_536
@@ -65,6 +67,7 @@ class SideFiles:
         self._level_bufs: dict[int, list[bytes]] = {}
         self._level_fds: dict[int, int] = {}
         self._ids_buf: list[str] = []
+        self._seek_buf: list[bytes] = []
         self._ids_fd = os.open(self.dir / "ids.txt", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         self.synced_size = 0
         self.reader = NodeFiles(self.dir)
@@ -79,6 +82,9 @@ class SideFiles:
 
     def add_ids(self, ids: list[str]) -> None:
         self._ids_buf.extend(ids)
+
+    def add_seek(self, index: int, segment_first: int, offset: int) -> None:
+        self._seek_buf.append(SEEK_RECORD.pack(index, segment_first, offset))
 
     def _fd(self, level: int) -> int:
         fd = self._level_fds.get(level)
@@ -95,6 +101,10 @@ class SideFiles:
         if self._ids_buf:
             _write_all(self._ids_fd, "".join(_id_line(i) for i in self._ids_buf).encode())
             self._ids_buf.clear()
+        if self._seek_buf:  # self-checking hints (reader.py validates them): no fsync, no mark
+            with open(self.dir / "seek.bin", "ab") as f:
+                f.write(b"".join(self._seek_buf))
+            self._seek_buf.clear()
 
     def sync(self, size: int) -> None:
         """Make everything up to `size` entries durable and move the mark there."""

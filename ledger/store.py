@@ -55,6 +55,7 @@ class SegmentWriter:
         self.partition = partition
         self.fd: int | None = None
         self.path: Path | None = None
+        self.first = 0  # first entry index of the current segment
         self.bytes = 0
 
     # ---- open and repair ----------------------------------------------------------------------
@@ -78,7 +79,7 @@ class SegmentWriter:
             if state.last_checkpoint is None:
                 state.last_checkpoint = prev.last_checkpoint
                 state.checkpoint_size = prev.checkpoint_size
-        self.path = segs[-1][1]
+        self.first, self.path = segs[-1]
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self.bytes = os.fstat(self.fd).st_size
         return state
@@ -185,7 +186,7 @@ class SegmentWriter:
         fsync_dir(self.dir)
         if self.fd is not None:
             os.close(self.fd)
-        self.fd, self.path, self.bytes = fd, path, 0
+        self.fd, self.path, self.bytes, self.first = fd, path, 0, first_index
 
     def write(self, data: bytes) -> None:
         assert self.fd is not None

@@ -364,3 +364,18 @@ def test_a_failed_fsync_stops_the_ledger(
     monkeypatch.undo()
     with pytest.raises(LedgerError):
         ledger.close()
+
+
+def test_seek_hints_speed_up_reads_and_bad_hints_are_ignored(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    with Ledger.open(tmp_path, signer=key, checkpoint_every=700) as ledger:
+        ledger.append_many(0, [ev(i) for i in range(5000)])
+        for i in range(5000, 9000):
+            ledger.append(0, ev(i))
+    hints = (tmp_path / "p0" / "index" / "seek.bin").read_bytes()
+    assert len(hints) == 3 * 24  # entries 0, 4096, 8192
+    want = [e.index for e in iter_entries(tmp_path, 0, start=8190)][:5]
+    assert want == [8190, 8191, 8192, 8193, 8194]
+    (tmp_path / "p0" / "index" / "seek.bin").write_bytes(bytes(range(72)))
+    assert [e.index for e in iter_entries(tmp_path, 0, start=8190)][:5] == want

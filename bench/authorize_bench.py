@@ -11,7 +11,9 @@ baselines measured in the same run.
    assess` with the live lookup, nothing recorded). Baseline: a dict lookup of the permit and
    the scope check written bare.
 3. Over HTTP: `certify serve` on that data dir in its own process, POST /v1/authorize one
-   request at a time over a keep-alive connection (latency) and 16 at a time (throughput).
+   request at a time over a keep-alive connection (latency) and 16 at a time (throughput);
+   once as shipped (DuckDB catch-up every 10 s in a worker thread of the same process) and
+   once with `--projections-seconds 0` (projections left to another process).
    Baseline: a bare aiohttp server (own process) doing the dict lookup + scope check.
 
 Targets (issue 5): p99 under 2 ms in process and under 10 ms over HTTP.
@@ -317,6 +319,9 @@ def over_http(data: Path, keys: Path, permits: list[dict[str, Any]],
         "certify serve (POST /v1/authorize)": [
             sys.executable, "-m", "streams.cli", "--data-dir", str(data), "--partitions", "4",
             "serve", "--port", "{port}"],
+        "certify serve, DuckDB projected elsewhere": [
+            sys.executable, "-m", "streams.cli", "--data-dir", str(data), "--partitions", "4",
+            "serve", "--port", "{port}", "--projections-seconds", "0"],
     }
     for name, argv in servers.items():
         port = free_port()

@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="listen port (env CERTIFY_PORT, default 8080)")
     p.add_argument("--tick-seconds", type=float, default=None,
                    help="how often timers run (default: governance monitor_interval_seconds)")
+    p.add_argument("--projections-seconds", type=float, default=None,
+                   help="how often DuckDB catches up with the ledger, in a worker thread "
+                   "(default: as --tick-seconds; 0 = never here: `certify projections rebuild` "
+                   "or another process projects)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -55,7 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         async def loop() -> None:
             while True:
-                await asyncio.sleep(interval)
+                await asyncio.sleep(project_every)
                 running[:] = [asyncio.ensure_future(asyncio.to_thread(runner.projector.catch_up))]
                 try:
                     await asyncio.shield(running[0])
@@ -76,7 +80,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = create_app(runner.pipeline, tick_interval=interval,
                      on_tick=runner.ledger.maybe_checkpoint)
-    app.cleanup_ctx.append(projections)
+    project_every = interval if args.projections_seconds is None else args.projections_seconds
+    if project_every > 0:
+        app.cleanup_ctx.append(projections)
+    else:
+        async def close(_: web.Application) -> None:
+            runner.close()
+
+        app.on_cleanup.append(close)
     print(f"certify serve: http://{args.host}:{args.port}  (data in {settings.data_dir}/, "
           f"timers every {interval:g} s; Ctrl-C stops)", file=sys.stderr, flush=True)
     web.run_app(app, host=args.host, port=args.port, print=None)

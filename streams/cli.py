@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from events import InputError, decode_json, utc_now
 from ledger import LedgerError
 from rules.policy import PolicyError, default_policy, load_policy
+from streams.client import ClientError
 from streams.config import Settings, load_settings
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_ENV = 0, 1, 2, 3
@@ -65,12 +66,32 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_authorize(args: argparse.Namespace) -> int:
+    """Level rules alone when no permit is named; a named permit is looked up live: in the
+    running service (--url) or in the permits folded from the local ledger. The answer and
+    any violation are recorded there."""
     from rules.authorize import authorize
 
-    verdict = authorize(decode_json(_read_input(args.file, sys.stdin.buffer)), _policy(args),
-                        utc_now())
-    _print_json(verdict.to_dict())
-    return EXIT_OK if verdict.allowed else EXIT_FAIL
+    request = decode_json(_read_input(args.file, sys.stdin.buffer))
+    names_permit = isinstance(request, dict) and (
+        request.get("permit_id") or (isinstance(request.get("worker"), dict)
+                                     and request["worker"].get("active_permit")))
+    if args.url:
+        from streams.client import Client
+
+        verdict = Client(args.url).authorize(request)
+    elif names_permit:
+        from streams.embedded import EmbeddedRunner
+
+        runner = EmbeddedRunner(_settings(args), _policy(args))
+        try:
+            result = runner.pipeline.permits.authorize(request, utc_now())
+            verdict = result.verdict.to_dict()
+        finally:
+            runner.close()
+    else:
+        verdict = authorize(request, _policy(args), utc_now()).to_dict()
+    _print_json(verdict)
+    return EXIT_OK if verdict.get("allowed") else EXIT_FAIL
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -128,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("authorize", help="may this worker do this operation now? exit 0/1")
     p.add_argument("file", nargs="?", help="request JSON file, or - for stdin (default)")
+    p.add_argument("--url", default=os.environ.get("CERTIFY_URL"),
+                   help="ask a running `certify serve` (env CERTIFY_URL) instead of the local "
+                   "ledger")
     p.set_defaults(func=cmd_authorize)
 
     p = sub.add_parser("run", help="embedded pipeline: events -> decisions -> ledger -> DuckDB")
@@ -163,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LedgerError as error:
         print(f"certify: {error.code}: {error.message}", file=sys.stderr)
         return EXIT_INPUT if error.code == "ledger.bad_argument" else EXIT_ENV
+    except ClientError as error:
+        print(f"certify: server: {error.code}: {error.message}", file=sys.stderr)
+        return EXIT_INPUT if 400 <= error.status < 500 else EXIT_ENV
     except CliError as error:
         print(f"certify: {error}", file=sys.stderr)
         return error.exit_code
@@ -171,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ENV
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `certify ... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return EXIT_OK
     except Exception as error:  # the promise: one line, never a traceback (CERTIFY_DEBUG=1 shows it)
         if os.environ.get("CERTIFY_DEBUG"):
             raise

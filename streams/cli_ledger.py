@@ -7,7 +7,21 @@ import json
 import sys
 from pathlib import Path
 
-from ledger import Ledger, SigningKey, VerificationError, verify
+from events import InputError
+from ledger import (
+    SigningKey,
+    VerificationError,
+    consistency_proof,
+    export_jsonl,
+    export_parquet,
+    inclusion_proof,
+    keys_generate,
+    keys_rotate,
+    tlog_proof,
+    verify,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # keys never go inside the source tree
 
 
 def _settings(args: argparse.Namespace):
@@ -65,11 +79,44 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prove(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.kind == "inclusion":
+        if args.index is None:
+            raise InputError("input.usage", "--index: required for an inclusion proof")
+        proof = inclusion_proof(settings.ledger_dir, args.partition, args.index,
+                                tree_size=args.tree_size)
+        if args.format == "tlog":
+            sys.stdout.write(tlog_proof(settings.ledger_dir, args.partition, args.index))
+            return 0
+    else:
+        if args.old is None:
+            raise InputError("input.usage", "--old: required for a consistency proof")
+        proof = consistency_proof(settings.ledger_dir, args.partition, args.old, args.new)
+    json.dump(proof, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.format == "parquet":
+        if not args.out:
+            raise InputError("input.usage", "--out: a file is required for parquet")
+        count = export_parquet(settings.ledger_dir, Path(args.out), partition=args.partition)
+    elif args.out:
+        count = export_jsonl(settings.ledger_dir, Path(args.out), partition=args.partition)
+    else:
+        count = export_jsonl(settings.ledger_dir, sys.stdout, partition=args.partition)
+    print(f"exported {count} entries", file=sys.stderr)
+    return 0
+
+
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    key = SigningKey.generate(args.name or settings.key_name)
     path = Path(args.out) if args.out else settings.signing_key_path
-    key.save(path)
+    key = keys_generate(path, args.name or settings.key_name, ledger_dir=settings.ledger_dir,
+                        repo_dir=PROJECT_ROOT)
     print(key.vkey())
     print(f"private key written to {path} (0600)", file=sys.stderr)
     return 0
@@ -83,24 +130,13 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    """New key; the rotation is a ledger event on every partition, signed by the outgoing key."""
+    """New key; the rotation is a ledger event on every partition, signed by the outgoing key.
+    Crash-safe: an interrupted rotation resumes from the staged key on the next attempt."""
     settings = _settings(args)
-    old_path = settings.signing_key_path
-    old = SigningKey.load(old_path)
-    new = SigningKey.generate(old.name)
-    staged = old_path.with_suffix(".next")
-    new.save(staged, overwrite=True)
-    ledger = Ledger.open(settings.ledger_dir, signer=old, origin=settings.origin,
-                         partitions=settings.partitions)
-    try:
-        ledger.rotate_key(new)
-    finally:
-        ledger.close()
-    retired = old_path.with_suffix(f".retired-{old.key_id_hex}")
-    old_path.rename(retired)
-    staged.rename(old_path)
-    print(new.vkey())
-    print(f"rotated: {old.vkey()} -> {new.vkey()}; old key kept at {retired}", file=sys.stderr)
+    result = keys_rotate(settings.signing_key_path, settings.ledger_dir, origin=settings.origin)
+    print(result["new"])
+    print(f"rotated: {result['old']} -> {result['new']}; old key kept at "
+          f"{result['retired_file']}", file=sys.stderr)
     return 0
 
 
@@ -123,6 +159,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--partition", type=int, default=0)
     p.add_argument("--trust", action="append", metavar="VKEY")
     p.set_defaults(func=cmd_checkpoint)
+
+    p = lsub.add_parser("prove", help="inclusion or consistency proof (test-vector JSON fields)")
+    p.add_argument("kind", choices=["inclusion", "consistency"])
+    p.add_argument("--partition", type=int, required=True)
+    p.add_argument("--index", type=int, help="entry index (inclusion)")
+    p.add_argument("--tree-size", type=int, help="prove against this size (default: latest)")
+    p.add_argument("--old", type=int, help="older tree size (consistency)")
+    p.add_argument("--new", type=int, help="newer tree size (default: latest)")
+    p.add_argument("--format", choices=["json", "tlog"], default="json",
+                   help="tlog: the C2SP tlog-proof text form (inclusion)")
+    p.set_defaults(func=cmd_prove)
+
+    p = lsub.add_parser("export", help="every entry as JSON lines or Parquet")
+    p.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    p.add_argument("--partition", type=int)
+    p.add_argument("--out", help="file to write (jsonl default: stdout)")
+    p.set_defaults(func=cmd_export)
 
     keys = sub.add_parser("keys", help="generate, rotate, show the ledger signing key")
     ksub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")

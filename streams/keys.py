@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ledger import SigningKey
+from pathlib import Path
+
+from ledger import SigningKey, keys_generate
 from streams.config import Settings
 
 
@@ -14,7 +16,7 @@ def load_signing_key(settings: Settings, *, create: bool = True) -> SigningKey:
         return SigningKey.load(path)
     if not create:
         raise FileNotFoundError(f"no signing key at {path}; run `certify keys generate`")
-    key = SigningKey.generate(settings.key_name)
-    key.save(path)
+    key = keys_generate(path, settings.key_name, ledger_dir=settings.ledger_dir,
+                        repo_dir=Path(__file__).resolve().parents[1])
     print(f"generated ledger signing key {key.vkey()} at {path}", file=sys.stderr)
     return key

@@ -1,0 +1,484 @@
+"""Kafka mode end to end: sustained throughput and latency, against baselines from the same run
+on the same broker.
+
+    scripts/kafka.sh start
+    CERTIFY_KAFKA_BOOTSTRAP=$(cat .cache/kafka/bootstrap) .venv/bin/python -m bench.kafka_bench
+
+Measured (the worker is the real app and runtime of `certify worker`, in this process; load and
+observers run in a child process so they do not share this process's event loop):
+
+* throughput: N sample records already on the tasks topic, then the worker starts; records per
+  second from its first batch until the last entry is in DuckDB (task in -> decision on the
+  topic -> ledger entry -> DuckDB row, for all of them).
+* baselines, same records, same broker, this process (and, for reference, the embedded runner
+  on the same records: handlers, ledger and DuckDB without Kafka):
+  - "forward": a plain aiokafka consume-and-produce loop (getmany, send each value to another
+    topic, flush, commit): what Kafka and aiokafka alone cost;
+  - "forward + handlers": the same loop running the pure certification handler
+    (`streams.handlers.handle_inbound`) on each record and producing its decision: the work
+    of certifying without Faust, the ledger and DuckDB.
+* latency at a fixed rate (default 1,000 tasks/s for 10 s): per valid task, from its send to
+  (a) its decision seen on the decisions topic, (b) its decision's entry seen on the ledger
+  topic, (c) its decision's row committed to DuckDB (the projector reports each batch it
+  committed); end to end = the latest of the three. The same for the forward baseline (send
+  to forwarded record seen). If the pipeline cannot keep the rate, latency grows with the
+  backlog: the report says the rate it actually kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TASKS = 5_000
+DEFAULT_RATE = 1_000
+DEFAULT_SECONDS = 10
+DEFAULT_REPEAT = 2
+PARTITIONS = 4
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 250.0
+
+
+def bootstrap_from_env() -> str:
+    value = os.environ.get("CERTIFY_KAFKA_BOOTSTRAP", "").strip()
+    if not value:
+        path = Path(".cache/kafka/bootstrap")
+        value = path.read_text().strip() if path.exists() else ""
+    if not value:
+        sys.exit("kafka_bench: set CERTIFY_KAFKA_BOOTSTRAP (scripts/kafka.sh start)")
+    return value
+
+
+def records(count: int, offset: int = 0) -> list[tuple[bytes, bytes]]:
+    """(key, value) of sample records, keyed as `certify produce` keys them."""
+    from streams.cli_kafka import record_key
+    from streams.sample import sample_records
+
+    out = []
+    for i, raw in enumerate(sample_records(count + offset)):
+        if i >= offset:
+            out.append((record_key(raw), raw))
+    return out
+
+
+async def create(bootstrap: str, names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from streams.topics import MAX_MESSAGE_BYTES
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, PARTITIONS, 1, topic_configs={
+            "max.message.bytes": str(MAX_MESSAGE_BYTES)}) for n in names])
+    finally:
+        await admin.close()
+
+
+async def delete(bootstrap: str, prefix: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+async def preload(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
+                                max_request_size=4 << 20)
+    await producer.start()
+    try:
+        pending = [await producer.send(topic, value, key=key) for key, value in items]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def outcomes(items: list[tuple[bytes, bytes]]) -> tuple[list[str], int]:
+    """Keys of the records the checker accepts, and how many ledger entries all will make."""
+    from datetime import UTC, datetime
+
+    from rules.policy import default_policy
+    from streams.handlers import handle_inbound
+
+    policy, now = default_policy(), datetime(2026, 1, 1, tzinfo=UTC)
+    keys, entries = [], 0
+    for key, raw in items:
+        outcome = handle_inbound(raw, "bench", policy, now)
+        entries += len(outcome.events)
+        if outcome.decision is not None:
+            keys.append(key.decode())
+    return keys, entries
+
+
+# ---- baselines: plain aiokafka loops ------------------------------------------------------------
+
+
+async def forward_loop(bootstrap: str, source: str, sink: str, expected: int, *,
+                       certify: bool = False, stop: asyncio.Event | None = None) -> float:
+    """Consume `source`, produce each value (or its decision) to `sink`, commit per batch.
+    Returns the seconds from the first record to the `expected`-th (or until `stop`)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from events import utc_now
+    from rules.policy import default_policy
+    from streams.handlers import handle_inbound
+
+    policy = default_policy()
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"g-{source}",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 << 20)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
+                                max_request_size=4 << 20)
+    await consumer.start()
+    await producer.start()
+    done, started = 0, None
+    try:
+        while done < expected and not (stop is not None and stop.is_set()):
+            batch = await consumer.getmany(timeout_ms=100, max_records=500)
+            for part in batch.values():
+                for record in part:
+                    started = started or time.perf_counter()
+                    value = record.value
+                    if certify:
+                        outcome = handle_inbound(value, f"{record.topic}:{record.offset}",
+                                                 policy, utc_now())
+                        value = json.dumps(outcome.events[-1].to_record()).encode()
+                    await producer.send(sink, value, key=record.key, partition=record.partition)
+                    done += 1
+            if batch:
+                await producer.flush()
+                await consumer.commit()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return time.perf_counter() - (started or time.perf_counter())
+
+
+def embedded(items: list[tuple[bytes, bytes]], directory: Path) -> float:
+    """`certify run` on the same records (handlers, ledger, DuckDB at the end; no Kafka)."""
+    from rules.policy import default_policy
+    from streams.config import load_settings
+    from streams.embedded import EmbeddedRunner
+
+    settings = load_settings(data_dir=str(directory / "data"), key_dir=str(directory / "keys"),
+                             partitions=PARTITIONS)
+    runner = EmbeddedRunner(settings, default_policy())
+    try:
+        summary = runner.process((f"bench:{i}", raw) for i, (_, raw) in enumerate(items))
+    finally:
+        runner.close()
+    return summary.records / summary.seconds
+
+
+# ---- the worker, in this process ------------------------------------------------------------------
+
+
+class Worker:
+    """`certify worker`'s app and runtime; records when each decision reached DuckDB."""
+
+    def __init__(self, bootstrap: str, directory: Path, prefix: str) -> None:
+        self.bootstrap = bootstrap
+        self.directory = directory
+        self.prefix = prefix
+        self.projected: dict[str, float] = {}  # task id -> wall time its decision was in DuckDB
+        self.entries = 0
+        self.first_batch: float | None = None
+
+    def on_projected(self, entries: list[Any]) -> None:
+        now = time.time()
+        self.entries += len(entries)
+        for entry in entries:
+            if entry.event["type"] == "certification.decided":
+                self.projected.setdefault(entry.event["subject"], now)
+
+    async def __aenter__(self) -> Worker:
+        from rules.policy import default_policy
+        from streams.agents import Runtime, install_agents
+        from streams.app import build_app
+        from streams.config import load_settings
+        from streams.topics import ensure_topics
+        from streams.worker_config import load_kafka_settings
+
+        settings = load_settings(data_dir=str(self.directory / "data"),
+                                 key_dir=str(self.directory / "keys"), partitions=PARTITIONS,
+                                 broker=self.bootstrap)
+        self.config = load_kafka_settings(settings, topic_prefix=self.prefix,
+                                          app_id=self.prefix, web=False)
+        await ensure_topics(self.config.bootstrap, self.config.topics, PARTITIONS)
+        self.runtime = Runtime(self.config, default_policy(), on_projected=self.on_projected,
+                               on_fatal=lambda error: sys.exit(f"fatal: {error!r}"))
+        original = self.runtime.inbound_batch
+
+        async def timed(batch: Any) -> None:
+            if self.first_batch is None:
+                self.first_batch = time.perf_counter()
+            await original(batch)
+
+        self.runtime.inbound_batch = timed  # type: ignore[method-assign]
+        self.app = build_app(self.config)
+        install_agents(self.app, self.runtime)
+        self.assigned = asyncio.Event()
+
+        @self.app.on_partitions_assigned.connect
+        async def ready(app: Any, assigned: Any, **kwargs: Any) -> None:
+            if assigned:
+                self.assigned.set()
+
+        await self.app.start()
+        await asyncio.wait_for(self.assigned.wait(), 60)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await asyncio.wait_for(self.app.stop(), 60)
+        await self.runtime.aclose()
+
+
+# ---- load and observers, in a child process -------------------------------------------------------
+
+
+async def load_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Produce `count` records at `rate`/s; note when each record's key shows up on the
+    observed topics. Times are wall clock (time.time), shared with the parent."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    bootstrap, rate = spec["bootstrap"], spec["rate"]
+    items = records(spec["count"], spec["offset"])
+    seen: dict[str, dict[str, float]] = {t: {} for t in spec["observe"]}
+    wanted = set(spec["keys"])
+
+    async def observe(topic: str) -> None:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                    auto_offset_reset="latest",
+                                    max_partition_fetch_bytes=4 << 20)
+        await consumer.start()
+        ready.set()
+        mine = seen[topic]
+        try:
+            while len(mine) < len(wanted):
+                batch = await consumer.getmany(timeout_ms=200)
+                now = time.time()
+                for part in batch.values():
+                    for record in part:
+                        key = record.key.decode() if record.key else ""
+                        if key in wanted and key not in mine:
+                            if spec["decisions_only"] and b"certification.decided" not in (
+                                    record.value or b""):
+                                continue
+                            mine[key] = now
+        finally:
+            await consumer.stop()
+
+    ready = asyncio.Event()
+    observers = [asyncio.create_task(observe(t)) for t in spec["observe"]]
+    await ready.wait()
+    await asyncio.sleep(1.0)  # let every observer get its partitions
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1,
+                                max_request_size=4 << 20)
+    await producer.start()
+    sent: dict[str, float] = {}
+    started = time.perf_counter()
+    tick = 0.01
+    try:
+        for i, (key, value) in enumerate(items):
+            due = started + i / rate
+            delay = due - time.perf_counter()
+            if delay > tick:
+                await asyncio.sleep(delay)
+            sent[key.decode()] = time.time()
+            await producer.send(spec["topic"], value, key=key)
+        await producer.flush()
+        produced_in = time.perf_counter() - started
+    finally:
+        await producer.stop()
+    try:
+        await asyncio.wait_for(asyncio.gather(*observers), spec["timeout"])
+    except asyncio.TimeoutError:
+        pass
+    return {"sent": sent, "seen": seen, "produced_in": produced_in}
+
+
+async def run_load(spec: dict[str, Any]) -> dict[str, Any]:
+    """The load child: spec on stdin, result on stdout."""
+    child = subprocess.Popen([sys.executable, "-m", "bench.kafka_bench", "--child"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    out, _ = await asyncio.to_thread(child.communicate, json.dumps(spec).encode())
+    if child.returncode:
+        raise RuntimeError(f"load child failed ({child.returncode})")
+    return json.loads(out)
+
+
+def percentiles(values: list[float]) -> tuple[float, float, float]:
+    if not values:
+        return (float("nan"),) * 3
+    ordered = sorted(values)
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return at(0.50), at(0.99), ordered[-1]
+
+
+# ---- the runs -----------------------------------------------------------------------------------
+
+
+async def throughput(bootstrap: str, tasks: int, base: Path, repeat: int) -> dict[str, float]:
+    """Best of `repeat` runs of each, interleaved (this machine is shared and noisy)."""
+    items = records(tasks)
+    total = outcomes(items)[1]
+    results: dict[str, float] = {"forward": 0.0, "forward + handlers": 0.0,
+                                 "embedded runner": 0.0, "worker": 0.0}
+    for attempt in range(repeat):
+        run = uuid.uuid4().hex[:6]
+        results["embedded runner"] = max(results["embedded runner"],
+                                         embedded(items, base / f"embedded-{attempt}"))
+        for name, certify in (("forward", False), ("forward + handlers", True)):
+            src, out = f"kb-{run}-{int(certify)}-in", f"kb-{run}-{int(certify)}-out"
+            await create(bootstrap, [src, out])
+            await preload(bootstrap, src, items)
+            rate = tasks / await forward_loop(bootstrap, src, out, tasks, certify=certify)
+            results[name] = max(results[name], rate)
+        await delete(bootstrap, f"kb-{run}")
+        prefix = f"kb-{run}-w"
+        from streams.topics import TopicNames, ensure_topics
+
+        await ensure_topics(bootstrap, TopicNames(prefix), PARTITIONS)
+        await preload(bootstrap, f"{prefix}.tasks", items)
+        async with Worker(bootstrap, base / f"throughput-{attempt}", prefix) as worker:
+            deadline = time.perf_counter() + 600
+            while worker.entries < total and time.perf_counter() < deadline:
+                await asyncio.sleep(0.02)
+            finished = time.perf_counter()
+            assert worker.first_batch is not None and worker.entries >= total
+            results["worker"] = max(results["worker"], tasks / (finished - worker.first_batch))
+        await delete(bootstrap, prefix)
+        print(f"  run {attempt + 1}: " + ", ".join(f"{k} {v:,.0f}/s" for k, v in
+                                                    results.items()), flush=True)
+    return results
+
+
+async def latency(bootstrap: str, rate: int, seconds: int, base: Path) -> dict[str, Any]:
+    count = rate * seconds
+    run = uuid.uuid4().hex[:6]
+    items = records(count, offset=100_000)
+    keys = outcomes(items)[0]
+    out: dict[str, Any] = {}
+    # the forward baseline at the same rate
+    src, sink = f"kb-{run}-lin", f"kb-{run}-lout"
+    await create(bootstrap, [src, sink])
+    stop = asyncio.Event()
+    loop_task = asyncio.create_task(forward_loop(bootstrap, src, sink, count, stop=stop))
+    result = await run_load({"bootstrap": bootstrap, "rate": rate, "count": count,
+                             "offset": 100_000, "topic": src, "observe": [sink], "keys": keys,
+                             "decisions_only": False, "timeout": 60})
+    stop.set()
+    await loop_task
+    await delete(bootstrap, f"kb-{run}-l")
+    sent = result["sent"]
+    out["forward"] = [(result["seen"][sink][k] - sent[k]) * 1000 for k in keys
+                      if k in result["seen"][sink]]
+    out["forward kept rate"] = count / result["produced_in"]
+    # the worker
+    prefix = f"kb-{run}-lw"
+    async with Worker(bootstrap, base / "latency", prefix) as worker:
+        names = worker.config.topics
+        result = await run_load({"bootstrap": bootstrap, "rate": rate, "count": count,
+                                 "offset": 100_000, "topic": names["tasks"],
+                                 "observe": [names["decisions"], names["ledger"]],
+                                 "keys": keys, "decisions_only": True, "timeout": 120})
+        deadline = time.perf_counter() + 120
+        while len(worker.projected) < len(keys) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        projected = dict(worker.projected)
+    await delete(bootstrap, prefix)
+    sent, seen = result["sent"], result["seen"]
+    decided, entry = seen[names["decisions"]], seen[names["ledger"]]
+    out["decision"] = [(decided[k] - sent[k]) * 1000 for k in keys if k in decided]
+    out["ledger entry"] = [(entry[k] - sent[k]) * 1000 for k in keys if k in entry]
+    out["DuckDB row"] = [(projected[k] - sent[k]) * 1000 for k in keys if k in projected]
+    out["end to end"] = [(max(decided[k], entry[k], projected[k]) - sent[k]) * 1000
+                         for k in keys if k in decided and k in entry and k in projected]
+    out["worker kept rate"] = count / result["produced_in"]
+    out["tasks"] = len(keys)
+    return out
+
+
+def report_latency(lat: dict[str, Any], rate: int, seconds: int) -> float:
+    print(f"\nLatency at {rate} tasks/s for {seconds}s ({lat['tasks']} valid tasks), ms: "
+          f"p50 / p99 / max (offered: forward {lat['forward kept rate']:,.0f}/s, worker "
+          f"{lat['worker kept rate']:,.0f}/s)")
+    for name in ("forward", "decision", "ledger entry", "DuckDB row", "end to end"):
+        p50, p99, top = percentiles(lat[name])
+        label = "forward baseline (record seen on out topic)" if name == "forward" else name
+        print(f"  {label:<46}{p50:>9.1f}{p99:>9.1f}{top:>9.1f}   n={len(lat[name])}")
+    return percentiles(lat["end to end"])[1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=DEFAULT_TASKS,
+                        help="records for the throughput runs")
+    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
+                        help="throughput runs of each (best is reported)")
+    parser.add_argument("--rate", type=int, default=DEFAULT_RATE, help="tasks/s for latency")
+    parser.add_argument("--seconds", type=int, default=DEFAULT_SECONDS,
+                        help="seconds of load for latency")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="skip the throughput runs (and the second latency run)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(asyncio.run(load_child(json.loads(sys.stdin.read())))))
+        return
+    bootstrap = bootstrap_from_env()
+    print(f"kafka_bench: broker {bootstrap}, {PARTITIONS} partitions, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="kafka-bench-") as tmp:
+        base = Path(tmp)
+        if args.latency_only:
+            lat = asyncio.run(latency(bootstrap, args.rate, args.seconds, base / "a"))
+            report_latency(lat, args.rate, args.seconds)
+            return
+        rates = asyncio.run(throughput(bootstrap, args.tasks, base, args.repeat))
+        print(f"\nSustained throughput, {args.tasks} sample records (1 in ~60 bad), records/s, "
+              f"best of {args.repeat}")
+        labels = {"forward": "forward: plain aiokafka consume-and-produce loop",
+                  "forward + handlers": "forward + handle_inbound (pure certify, no ledger)",
+                  "embedded runner": "embedded runner, no Kafka (handlers, ledger, DuckDB)",
+                  "worker": "worker: Kafka in -> ledger -> decisions -> DuckDB"}
+        for name, label in labels.items():
+            print(f"  {label:<52}{rates[name]:>10,.0f}")
+        for name in ("forward", "forward + handlers", "embedded runner"):
+            ratio = rates["worker"] / rates[name]
+            print(f"  worker / {name:<43}{ratio:>10.3f}")
+        ratio = rates["worker"] / rates["forward"]
+        print(f"  target: worker >= {TARGET_RATIO} x baseline (plain loop): "
+              f"{'met' if ratio >= TARGET_RATIO else 'NOT met'}", flush=True)
+        lat = asyncio.run(latency(bootstrap, args.rate, args.seconds, base / "a"))
+        p99 = report_latency(lat, args.rate, args.seconds)
+        print(f"  target: end-to-end p99 < {TARGET_P99_MS:.0f} ms at {args.rate}/s: "
+              f"{'met' if p99 < TARGET_P99_MS else 'NOT met'}", flush=True)
+        half = max(10, int(rates["worker"] / 2) // 10 * 10)
+        if half < args.rate:
+            lat = asyncio.run(latency(bootstrap, half, args.seconds, base / "b"))
+            report_latency(lat, half, args.seconds)
+            print("  (half the worker's measured throughput: latency when it keeps up)")
+    print(f"load average now {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,8 +6,13 @@ Bytes in, events out: validate at the edge, certify, and turn every failure into
 `handle_inbound` certifies tasks and passes every other inbound event through (pure: it records
 nothing). `Pipeline` is the stateful whole used by the embedded runner and the HTTP API: tasks
 go to the checker, permit, approval, authorization, override, execution and metric events go
-to the permit service (streams.permit_service), and everything is recorded through the one
-`record` callable before the state moves on.
+to the permit service (streams.permit_service), metric samples, alerts and executors'
+rollback events to the rollback service (streams.rollback_service), and everything is recorded
+through the one `record` callable before the state moves on.
+
+One owner per breach (docs/rollback.md §6): a sample whose key is a permit is judged by the
+permit service's running checks only (they revoke and trigger); the rollback service judges the
+other keys (deployments), owns alerts, and commands and tracks every rollback.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,10 +32,15 @@ from rules.permits import Refusal
 from rules.policy import Policy
 from rules.task_facts import derive_task_id
 from streams.permit_service import HANDLED_TYPES, PermitService, Result
+from streams.rollback_service import RollbackService
 
 PRODUCER = "certifier"
 TASK_MEMORY = 100_000  # tasks whose decision GET /v1/decisions can show (older: DuckDB)
 EXCERPT_BYTES = 300
+# Inbound here: the events module's inbound types, and the rollback stages executors and humans
+# report (`triggered` is ours: derived from samples and alerts, never accepted as input).
+PIPELINE_INBOUND = INBOUND_TYPES | {"rollback.event"}
+ROLLBACK_TYPES = frozenset({"metric.sample", "alert.received", "rollback.event"})
 
 
 @dataclass(frozen=True)
@@ -61,9 +71,12 @@ def as_event(document: Any, raw: bytes, now: datetime, producer: str) -> Envelop
     """Accept a full envelope, or a bare task document (what masters' scripts send)."""
     if isinstance(document, dict) and "type" in document and "payload" in document:
         envelope, _ = parse_event(document)
-        if envelope.type not in INBOUND_TYPES:
+        if envelope.type not in PIPELINE_INBOUND:
             raise InputError("input.not_inbound",
                              f"type: {envelope.type!r} is derived by us, not accepted as input")
+        if envelope.type == "rollback.event" and envelope.payload.get("stage") == "triggered":
+            raise InputError("input.not_inbound", "payload.stage: 'triggered' is decided by the "
+                             "rollback service from samples and alerts, not accepted as input")
         return envelope
     if not isinstance(document, dict):
         raise InputError("input.schema", "input: expected a JSON object (an event or a task)")
@@ -121,7 +134,9 @@ class Pipeline:
         self._record = record
         self.now_fn = now_fn
         self.producer = producer
-        self.permits = PermitService(policy, self._counted, now_fn)
+        self.permits = PermitService(policy, self._from_permits, now_fn)
+        self.rollbacks = RollbackService(policy, self._from_rollbacks)
+        self._fresh_sample: str | None = None  # the sample the permit service just recorded
         # task id -> (task, submitted event id, decision event id), the most recent TASK_MEMORY
         self.tasks: OrderedDict[str, tuple[dict[str, Any], str, str]] = OrderedDict()
         self.duplicates = 0  # records the ledger already had (replays)
@@ -136,6 +151,20 @@ class Pipeline:
         return count
 
     def observe(self, event: Envelope) -> None:
+        """Fold one recorded event into every part (the load path, and `record`)."""
+        judged = self.rollback_judges(event)  # before the permit service folds it
+        self._observe(event)
+        if judged:
+            self.rollbacks.observe(event)
+
+    def rollback_judges(self, event: Envelope) -> bool:
+        """Does the rollback service fold this event? Every event but a metric sample keyed by
+        a permit: permits are watched by their own running checks (one owner per breach)."""
+        if event.type != "metric.sample":
+            return True
+        return str(event.payload.get("key")) not in self.permits.permits
+
+    def _observe(self, event: Envelope) -> None:
         if event.type == "task.submitted":
             task_id = str(event.payload.get("task_id"))
             self.tasks[task_id] = (event.payload.get("task", {}), event.event_id, "")
@@ -148,6 +177,24 @@ class Pipeline:
                 task, submitted, _ = self.tasks[task_id]
                 self.tasks[task_id] = (task, submitted, event.event_id)
         self.permits.observe(event)
+
+    def _from_permits(self, event: Envelope) -> bool:
+        """The permit service records: the rollback service sees it too (permits give it the
+        level, plan and thresholds; a running-check breach hands a `triggered` over)."""
+        fresh = self._counted(event)
+        if fresh:
+            if event.type == "metric.sample":
+                self._fresh_sample = event.event_id  # judged live by handle_event
+            elif self.rollback_judges(event):
+                self.rollbacks.observe(event)
+        return fresh
+
+    def _from_rollbacks(self, event: Envelope) -> bool:
+        """The rollback service records (its own state has it already)."""
+        fresh = self._counted(event)
+        if fresh:
+            self._observe(event)
+        return fresh
 
     def _counted(self, event: Envelope) -> bool:
         fresh = self._record(event)
@@ -188,12 +235,24 @@ class Pipeline:
                 self.record(produced)
             return outcome
         if event.type in HANDLED_TYPES:
+            judged = self.rollback_judges(event)
+            self._fresh_sample = None
             try:
                 result = self.permits.submit(event, now)
             except InputError as error:
                 return self.reject(raw, source, error, now, subject=event.subject)
-            return Outcome(result.events, refusal=result.refusal, result=result)
-        if event.type not in INBOUND_TYPES:
+            events = list(result.events)
+            if judged and event.type == "metric.sample" and \
+                    self._fresh_sample == event.event_id:
+                events += self.rollbacks.handle(event, now)
+            events += self.rollbacks.follow(now)  # a running-check breach: command it
+            return Outcome(events, refusal=result.refusal, result=result)
+        if event.type in ROLLBACK_TYPES:  # alerts, executors' and humans' rollback stages
+            if self._counted(event):
+                self._observe(event)
+                return Outcome([event, *self.rollbacks.handle(event, now)])
+            return Outcome([event])
+        if event.type not in PIPELINE_INBOUND:
             return self.reject(raw, source, InputError(
                 "input.not_inbound", f"type: {event.type!r} is derived by us, not accepted as "
                 "input"), now)
@@ -207,10 +266,18 @@ class Pipeline:
         return Outcome([rejected], rejected=InputRejected.model_validate(rejected.payload))
 
     def authorize(self, request: Any, now: datetime | None = None) -> Result:
-        return self.permits.authorize(request, now)
+        result = self.permits.authorize(request, now)
+        followed = self.rollbacks.follow(now if now is not None else self.now_fn())
+        if followed:
+            result = replace(result, events=[*result.events, *followed])
+        return result
 
     def tick(self, now: datetime | None = None) -> list[Envelope]:
-        return self.permits.tick(now)
+        now = now if now is not None else self.now_fn()
+        # The rollback service's turn first: a rollback the permit service's clock triggers now
+        # (deadline overrun) is commanded at the next turn (tick or inbound event); its SLA
+        # runs from `triggered` either way.
+        return self.rollbacks.tick(now) + self.permits.tick(now)
 
     # --- queries -------------------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 and escalations out, everything it emits handed to `record` (the ledger). Stateful shell over
 the pure core: rules/triggers.py (windows), rules/rollback_tracking.py (the fold and its clock).
 
-The Faust side holds the same state in tables: `WindowState` per `key|trigger` (see
-rules.triggers.state_key) and the tracker per rollback id; its agents call the same functions.
+Both runners reach it through streams.handlers.Pipeline; its state (`WindowState` per
+`key|trigger`, see rules.triggers.state_key, and the tracker) is rebuilt at start by folding the
+ledger (docs/rollback.md §6), in Kafka mode too.
 
 Inputs `handle(envelope, now)` understands:
 - metric.sample      -> trigger evaluation -> rollback.event triggered (+ commanded when no
@@ -17,7 +18,10 @@ Inputs `handle(envelope, now)` understands:
                         partial scenarios, SLA), and its `constraints` (max_error_rate, ...)
                         as threshold overrides within the policy bounds
 - permit.closed / expired / revoked / denied -> the key is no longer watched
-Anything else is ignored. The input itself is not recorded here (the runner records inputs);
+Anything else is ignored.
+
+A `triggered` rollback without approval that another part recorded (the permit service's
+running checks hand over that way) is commanded here: `follow(now)`, and every `tick`. The input itself is not recorded here (the runner records inputs);
 what the service derives is recorded, and returned.
 """
 
@@ -94,9 +98,9 @@ class RollbackService:
 
     def forget(self, key: str) -> None:
         """The key's work is over (permit closed, expired, revoked, denied): stop watching it.
-        Its rollbacks stay tracked until verified."""
+        Its rollbacks stay tracked until verified, and its context stays: a revoked permit's
+        rollback is triggered after the revocation and still needs the plan, level and SLA."""
         self.windows = {k: v for k, v in self.windows.items() if v.key != key}
-        self.contexts.pop(key, None)
         self.overrides.pop(key, None)
         self._triggers.pop(key, None)
 
@@ -126,7 +130,22 @@ class RollbackService:
                 continue
             self.windows[name], decisions = window_tick(state, trigger, now, self.settings)
             emitted += self._act(decisions, now)
+        emitted += self._command_handed_over(now)
         emitted += self._tick_tracker(now)
+        for event in emitted:
+            self.record(event)
+        return emitted
+
+    def observe(self, envelope: Envelope) -> None:
+        """Fold one recorded event (the ledger, or another part's output) without emitting."""
+        self._handle(envelope, envelope.occurred_at, replay=True)
+
+    def follow(self, now: datetime) -> list[Envelope]:
+        """Command the automatic rollbacks another part triggered (approval "none", no
+        `commanded` yet): the permit service hands a running-check breach over this way."""
+        emitted = self._command_handed_over(now)
+        if emitted:
+            emitted += self._tick_tracker(now)
         for event in emitted:
             self.record(event)
         return emitted
@@ -287,6 +306,19 @@ class RollbackService:
         return Envelope(event_id=event_id, type="escalation.raised", occurred_at=now,
                         producer=self.producer, subject=key,
                         payload=payload.model_dump(mode="json"))
+
+    def _command_handed_over(self, now: datetime) -> list[Envelope]:
+        out: list[Envelope] = []
+        for record in list(self.tracker.records.values()):
+            if record.approval != "none" or record.commanded_at is not None or \
+                    record.triggered_at is None or not record.active:
+                continue
+            key = record.key or record.permit_id or record.rollback_id
+            event = command_event(record.rollback_id, self.context(key), record.trigger, now,
+                                  self.policy, actor=self.producer, producer=self.producer)
+            self.tracker = tracker_apply(self.tracker, event)
+            out.append(event)
+        return out
 
     def _tick_tracker(self, now: datetime) -> list[Envelope]:
         self.tracker, emitted = tracker_tick(self.tracker, now, self.policy)

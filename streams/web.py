@@ -16,6 +16,8 @@ Routes (JSON in, JSON out; docs/permits.md has the bodies):
     POST /v1/authorize                  may this worker do this operation now?
     POST /v1/overrides                  signed emergency override
     POST /v1/overrides/{id}/reviews     the post-incident review
+    POST /v1/metrics                    one metric sample or a list (docs/rollback.md §6)
+    POST /v1/alerts/alertmanager        an Alertmanager webhook (payload version 4)
     GET  /healthz
 
 Every error is `{"error": {"code": ..., "message": ...}}` with a stable code; `STATUS` is the
@@ -41,6 +43,7 @@ from events.envelope import MAX_ID_LENGTH
 from events.payloads import (
     ApprovalSigned,
     ExecutionReported,
+    MetricSample,
     OverrideRequested,
     OverrideReviewSubmitted,
     PermitClosureRequested,
@@ -49,6 +52,7 @@ from events.payloads import (
 )
 from events.signing import SigningError, request_sha256
 from rules.permits import Refusal, default_window
+from streams.alertmanager import from_webhook
 from streams.handlers import Outcome, Pipeline
 from streams.permit_service import Result, parse_model
 
@@ -66,7 +70,8 @@ STATUS = {
     "approval.not_suspended": 409, "override.review_done": 409,
     "internal": 500,
 }
-PREFIX_STATUS = {"input": 400, "http": 400, "approval": 422, "permit": 422, "override": 422}
+PREFIX_STATUS = {"input": 400, "http": 400, "approval": 422, "permit": 422, "override": 422,
+                 "alertmanager": 400}
 
 
 def status_for(code: str) -> int:
@@ -368,6 +373,78 @@ async def post_execution(request: web.Request) -> web.Response:
                              status=202)
 
 
+# --- monitoring: samples and alerts ------------------------------------------------------------
+
+
+def _sample_id(sample: MetricSample) -> str:
+    """Same sample, same id: a retried POST is recorded once."""
+    text = json.dumps(sample.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return "sample:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _monitoring_json(outcomes: list[Outcome], problems: list[str], **extra: Any
+                     ) -> dict[str, Any]:
+    events = [e for o in outcomes for e in o.events]
+    return {**extra, "event_ids": [e.event_id for e in events],
+            "rollbacks": [e.payload for e in events if e.type == "rollback.event"],
+            "problems": problems}
+
+
+async def post_metrics(request: web.Request) -> web.Response:
+    """One sample `{key, metric, value|state, observed_at[, labels]}` or a list of them. In a
+    list, bad samples are recorded as rejected and listed in `problems`; the others are kept."""
+    raw, document = await _body(request)
+    pipe, now, source = _service(request), _now(request), "http:/v1/metrics"
+    if isinstance(document, dict):
+        sample = _validated(request, raw, MetricSample, document)
+        items: list[tuple[MetricSample, bytes]] = [(sample, raw)]
+        problems: list[str] = []
+    elif isinstance(document, list) and 0 < len(document) <= MAX_LIST:
+        items, problems = [], []
+        for index, item in enumerate(document):
+            item_raw = json.dumps(item, sort_keys=True).encode()
+            try:
+                items.append((parse_model(MetricSample, item, f"{index}."), item_raw))
+            except InputError as error:
+                pipe.reject(item_raw, source, error, now)
+                problems.append(error.message)
+        if not items:
+            raise InputError("input.schema", f"no valid sample: {problems[0]}")
+    else:
+        error = InputError("input.schema", "input: expected a sample object or a list of 1.."
+                           f"{MAX_LIST} samples")
+        pipe.reject(raw, source, error, now)
+        raise error
+    outcomes = []
+    for sample, item_raw in items:
+        envelope = Envelope(event_id=_sample_id(sample), type="metric.sample", occurred_at=now,
+                            producer="http", subject=sample.key[:MAX_ID_LENGTH],
+                            payload=sample.model_dump(mode="json"))
+        outcomes.append(pipe.handle_event(envelope, now, raw=item_raw, source=source))
+    return web.json_response(_monitoring_json(outcomes, problems, accepted=len(items)),
+                             status=202)
+
+
+async def post_alertmanager(request: web.Request) -> web.Response:
+    """Alertmanager's webhook: every readable alert is recorded and judged; the ones that could
+    not be read are listed in `problems` and the body is recorded as rejected. 200 either way
+    (a retry would not make a bad alert readable); 400 when the body is not a v4 payload."""
+    raw, document = await _body(request)
+    pipe, now, source = _service(request), _now(request), "http:/v1/alerts/alertmanager"
+    try:
+        result = from_webhook(document, now)
+    except InputError as error:
+        pipe.reject(raw, source, error, now)
+        raise
+    if result.problems:
+        pipe.reject(raw, source, InputError("alertmanager.alert_rejected",
+                                            "; ".join(result.problems)), now)
+    outcomes = [pipe.handle_event(e, now, raw=json.dumps(e.to_record()).encode(), source=source)
+                for e in result.events]
+    alerts = sum(1 for e in result.events if e.type == "alert.received")
+    return web.json_response(_monitoring_json(outcomes, result.problems, alerts=alerts))
+
+
 # --- enforcement and overrides ---------------------------------------------------------------
 
 
@@ -445,6 +522,8 @@ def create_app(service: Pipeline, *, tick_interval: float | None = None,
     app.router.add_post("/v1/authorize", post_authorize)
     app.router.add_post("/v1/overrides", post_override)
     app.router.add_post("/v1/overrides/{override_id}/reviews", post_review)
+    app.router.add_post("/v1/metrics", post_metrics)
+    app.router.add_post("/v1/alerts/alertmanager", post_alertmanager)
     app.router.add_get("/healthz", healthz)
     from streams import dashboard  # the dashboard, reports and /metrics (streams/dashboard.py)
 

@@ -13,8 +13,8 @@ Two parts, each with a baseline measured in the same run (these machines are noi
    override a day, 9 in 10 reviewed; a post-execution review per 50 changes; an erasure a
    week. Each framework's report is then built from it (`reports.build_report`, no ledger,
    so no proofs: there is no ledger behind synthetic rows) and rendered as JSON, for one
-   month, one quarter and the whole year. Baseline: one full scan of `events`
-   (`SELECT count(*), min(occurred_at), max(occurred_at) FROM events`).
+   month, one quarter and the whole year. Baseline: one full scan of two columns of
+   `events` (`SELECT max(leaf_hash), count(DISTINCT type) FROM events`).
 
 2. A real ledger. M entries (default 200,000) of the same mix appended to a real ledger
    (`ledger.Ledger.append_many`, signed checkpoints), then projected from scratch by
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -283,7 +284,7 @@ def time_reports(db: Path, repeat: int) -> dict[str, Any]:
     scans = []
     for _ in range(3):
         t = time.perf_counter()
-        con.execute("SELECT count(*), min(occurred_at), max(occurred_at) FROM events").fetchall()
+        con.execute("SELECT max(leaf_hash), count(DISTINCT type) FROM events").fetchall()
         scans.append(time.perf_counter() - t)
     baseline = min(scans)
     results: dict[str, Any] = {"baseline_full_scan_s": baseline, "reports": {}}
@@ -307,6 +308,8 @@ def time_reports(db: Path, repeat: int) -> dict[str, Any]:
             assert best is not None
             best["vs_full_scan"] = best["total_s"] / baseline
             results["reports"][f"{key}/{period}"] = best
+            print(f"  {key}/{period}: {best['total_s']:.2f} s, {best['population']:,} changes",
+                  file=sys.stderr, flush=True)
     con.close()
     return results
 
@@ -463,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--dir", help="work here (default: a temporary folder, removed)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --dir: time the reports on the projections generated there "
+                        "before (skip the generation)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="reports-bench-"))
@@ -471,8 +477,17 @@ def main(argv: list[str] | None = None) -> int:
         out: dict[str, Any] = {}
         if args.entries:
             db = root / "synthetic.duckdb"
-            db.unlink(missing_ok=True)
-            out["generated"] = generate(db, args.entries)
+            if args.reuse and db.exists():
+                with duckdb.connect(str(db), read_only=True) as con:
+                    count = con.execute("SELECT count(*) FROM events").fetchone()[0]  # type: ignore[index]
+                    changes = con.execute("SELECT count(*) FROM permit_requests").fetchone()[0]  # type: ignore[index]
+                out["generated"] = {"entries": int(count), "changes": int(changes),
+                                    "seconds": 0.0}
+            else:
+                db.unlink(missing_ok=True)
+                out["generated"] = generate(db, args.entries)
+            print(f"generated {out['generated']['entries']:,} entries in "
+                  f"{out['generated']['seconds']:.0f} s", file=sys.stderr, flush=True)
             out.update(time_reports(db, args.repeat))
         if args.real:
             out["real"] = time_real(root, args.real)
@@ -486,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         g = out["generated"]
         print(f"synthetic projections: {g['entries']:,} entries, {g['changes']:,} changes "
               f"(generated with SQL in {g['seconds']:.0f} s)")
-        print(f"baseline: full scan of events {out['baseline_full_scan_s'] * 1000:.0f} ms")
+        print(f"baseline: a full scan of events (two columns) "
+              f"{out['baseline_full_scan_s'] * 1000:.0f} ms")
         print(f"{'report':<18}{'build s':>9}{'+json s':>9}{'changes':>9}{'exceptions':>11}"
               f"{'x scan':>8}  under {TARGET_SECONDS:g} s")
         for name, r in out["reports"].items():

@@ -97,7 +97,8 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
     if end <= start:
         raise ReportError("the period is empty (--to must be after --from)",
                           "reports.bad_argument")
-    now = ctx.now or datetime.now(UTC)
+    generated = datetime.now(UTC)
+    now = ctx.now or generated  # as of: when due dates are judged
     policy = fw.policy(ctx.governance)
     con.execute("SET TimeZone = 'UTC'")
     try:
@@ -125,7 +126,9 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
                 [fw.policy_key, fw.all_changes, list(fw.data_classes), policy.min_level,
                  ctx.governance.rollback.plan_required_from_level, policy.retention_days,
                  start, end, now])
-    for name in ("base", "changes", "timeline", "exceptions", "evidence"):
+    sizes = " ".join(f"WHEN {int(p)} THEN {int(n)}" for p, n in sorted(cut.items()))
+    run(con, "base", {"cut": f"(CASE partition {sizes} ELSE 0 END)" if sizes else "0"})
+    for name in ("changes", "timeline", "exceptions", "evidence"):
         run(con, name)
 
     lines = _lines(con)
@@ -162,7 +165,7 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
                                     if fw.data_classes else ""))
                                + "; every emergency override; every change with no permit"},
         "period": {"from": format_time(start), "to": format_time(end), "as_of": format_time(now)},
-        "generated_at": format_time(now),
+        "generated_at": format_time(generated),
         "policy": {"version": ctx.policy_version, "sha256": ctx.policy_sha256},
         "ledger": _ledger_info(ctx, cut, projected),
         "checkpoints": cp_dicts,
@@ -357,13 +360,15 @@ def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
                    ctx: ReportContext, checkpoints: dict[int, SignedCheckpoint]) -> None:
     """Every ledger entry the report cites, once, with its inclusion proof (all of them, or
     only those of the tested lines: the sample and the exceptions)."""
-    tables = ["r_evidence", "r_exceptions"]
-    tables += ["r_phi_access"] if "phi_access" in document["sections"] else []
-    tables += ["r_erasures_in"] if "erasures" in document["sections"] else []
-    refs = " UNION ".join(f"SELECT event_id FROM {t}" for t in tables)
-    rows = con.execute(f"""SELECT e.partition, e.ledger_index, e.event_id, e.type, e.leaf_hash
-                           FROM r_events e SEMI JOIN ({refs}) r ON r.event_id = e.event_id
-                           ORDER BY e.partition, e.ledger_index""").fetchall()
+    extra = [f"SELECT partition, ledger_index FROM {t}" for name, t in
+             (("phi_access", "r_phi_access"), ("erasures", "r_erasures_in"))
+             if name in document["sections"]]
+    sql = "SELECT partition, ledger_index, event_id, type, leaf_hash FROM r_cited"
+    if extra:
+        sql += (" UNION SELECT e.partition, e.ledger_index, e.event_id, e.type, e.leaf_hash "
+                f"FROM ({' UNION '.join(extra)}) x JOIN events e "
+                "ON e.partition = x.partition AND e.ledger_index = x.ledger_index")
+    rows = con.execute(sql + " ORDER BY 1, 2").fetchall()
     entries = {f"{p}:{i}": {"event_id": eid, "type": kind, "partition": p, "index": i,
                             "leaf_hash": leaf, "tree_size": None, "proof": None}
                for p, i, eid, kind, leaf in rows}

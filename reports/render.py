@@ -99,6 +99,19 @@ def _table_rows(document: dict[str, Any], section: str) -> list[dict[str, Any]]:
     return out
 
 
+def _cell(value: Any) -> Any:
+    """Spreadsheets run cells that start with = + - @ as formulas: such text gets a leading
+    apostrophe (numbers stay numbers)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def to_csv(document: dict[str, Any], section: str = "changes") -> str:
     rows = _table_rows(document, section)
     buffer = io.StringIO()
@@ -110,7 +123,7 @@ def to_csv(document: dict[str, Any], section: str = "changes") -> str:
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        writer.writerow({k: _cell(v) for k, v in row.items()})
     return buffer.getvalue()
 
 
@@ -248,8 +261,8 @@ def _evidence_html(evidence: list[dict[str, Any]], entries: dict[str, Any]) -> s
         proof = e.get("proof")
         proof_text = ("proof (tree " + str(e.get("tree_size")) + "): " +
                       " ".join(proof)) if proof is not None else "proof not included"
-        items.append(f"<li><code>p{r['partition']}#{r['index']}</code> {_h(r['type'])} "
-                     f"({_h(r.get('role'))}) leaf <code>{_h(r['leaf_hash'])}</code><br>"
+        items.append(f"<li><code>p{r['partition']}#{r['index']}</code> {_h(e.get('type'))} "
+                     f"({_h(r.get('role'))}) leaf <code>{_h(e.get('leaf_hash'))}</code><br>"
                      f"<code>{html.escape(proof_text)}</code></li>")
     return (f"<details><summary>{len(evidence)} entries</summary><ul>{''.join(items)}</ul>"
             "</details>")

@@ -27,8 +27,12 @@ def statements(name: str) -> list[str]:
     return out
 
 
-def run(con: duckdb.DuckDBPyConnection, name: str) -> None:
+def run(con: duckdb.DuckDBPyConnection, name: str, values: dict[str, str] | None = None
+        ) -> None:
+    """Run a file's statements; `values` fills its {placeholders} (trusted text only)."""
     for statement in statements(name):
+        for key, value in (values or {}).items():
+            statement = statement.replace("{" + key + "}", value)
         con.execute(statement)
 
 

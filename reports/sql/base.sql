@@ -1,33 +1,36 @@
 -- The report's view of the projections: only ledger entries below the signed checkpoint of
--- their partition (_cut: partition, size), so a report is exactly "the ledger up to these
--- checkpoints". Every other report query reads these r_* views, never the tables.
+-- their partition, so a report is exactly "the ledger up to these checkpoints". Every other
+-- report query reads these r_* views, never the tables. {cut} is the size per partition as
+-- a CASE expression (a filter DuckDB pushes into the scans), e.g.
+--   CASE partition WHEN 0 THEN 5120 WHEN 1 THEN 4988 ELSE 0 END
+-- (the same sizes are in the temp table _cut).
 CREATE OR REPLACE TEMP VIEW r_events AS
-    SELECT t.* FROM events t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM events WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_decisions AS
-    SELECT t.* FROM decisions t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM decisions WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_factors AS
-    SELECT t.* FROM factors t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM factors WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_minimums AS
-    SELECT t.* FROM minimums t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM minimums WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_permit_requests AS
-    SELECT t.* FROM permit_requests t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM permit_requests WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_permit_transitions AS
-    SELECT t.* FROM permit_transitions t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM permit_transitions WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_approvals AS
-    SELECT t.* FROM approvals t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM approvals WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_approvers AS
-    SELECT t.* FROM approvers t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM approvers WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_operations AS
-    SELECT t.* FROM operations t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM operations WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_executions AS
-    SELECT t.* FROM executions t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM executions WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_reviews AS
-    SELECT t.* FROM reviews t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM reviews WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_rollbacks AS
-    SELECT t.* FROM rollbacks t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM rollbacks WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_violations AS
-    SELECT t.* FROM violations t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM violations WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_overrides AS
-    SELECT t.* FROM overrides t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM overrides WHERE ledger_index < {cut};
 CREATE OR REPLACE TEMP VIEW r_erasures AS
-    SELECT t.* FROM erasures t JOIN _cut c ON t.partition = c.partition AND t.ledger_index < c.size;
+    SELECT * FROM erasures WHERE ledger_index < {cut};

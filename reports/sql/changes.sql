@@ -7,15 +7,33 @@
 CREATE OR REPLACE TEMP MACRO nonempty(j) AS
     (j IS NOT NULL AND CAST(j AS VARCHAR) NOT IN ('null', '{}', '[]', '""', 'false'));
 
+-- Decisions that put a change in scope (tagged with the framework, or finding its data
+-- classes): the permits of the others are not even read (SOC 2 takes every change anyway).
+CREATE OR REPLACE TEMP TABLE r_scoped AS
+SELECT d.event_id FROM r_decisions d, _params p
+WHERE NOT p.p_all_changes AND list_contains(d.compliance_frameworks, p.p_framework)
+UNION
+SELECT m.event_id FROM r_minimums m, _params p
+WHERE NOT p.p_all_changes AND len(p.p_classes) > 0 AND m.rule LIKE 'minimum.data.%'
+  AND list_contains(p.p_classes, lower(replace(m.rule, 'minimum.data.', '')))
+UNION
+SELECT f.event_id FROM r_factors f, _params p
+WHERE NOT p.p_all_changes AND len(p.p_classes) > 0 AND f.factor = 'data_sensitivity'
+  AND list_contains(p.p_classes, lower(f.value));
+
 CREATE OR REPLACE TEMP TABLE r_candidates AS
 WITH prm AS (
     SELECT r.permit_id AS change_id, 'permit' AS kind, r.permit_type, r.task_id, r.level,
            r.requested_by, r.worker_id, r.occurred_at AS changed_at, r.environment,
            r.operations, r.services, r.data_classes, r.regions, r.justification,
            r.rollback_plan, r.event_id AS request_event_id, r.decision_event_id,
+           r.partition AS request_partition, r.ledger_index AS request_index,
            NULL::VARCHAR AS named_permit, NULL::TIMESTAMPTZ AS review_due_at
     FROM r_permit_requests r, _params p
     WHERE r.occurred_at >= p.p_start AND r.occurred_at < p.p_end
+      AND (p.p_all_changes OR r.decision_event_id IN (SELECT event_id FROM r_scoped)
+           OR list_has_any(list_transform(coalesce(r.data_classes, []::VARCHAR[]),
+                                          lambda x: lower(x)), p.p_classes))
     QUALIFY row_number() OVER (PARTITION BY r.permit_id
                                ORDER BY r.occurred_at, r.ledger_index) = 1
 ), granted AS (
@@ -33,14 +51,18 @@ WITH prm AS (
            from_json(o.scope->'$.regions', '["VARCHAR"]') AS regions,
            o.reason AS justification, NULL::JSON AS rollback_plan,
            o.event_id AS request_event_id, NULL::VARCHAR AS decision_event_id,
+           o.partition AS request_partition, o.ledger_index AS request_index,
            NULL::VARCHAR AS named_permit, g.review_due_at
     FROM r_overrides o JOIN granted g USING (override_id), _params p
     WHERE o.stage = 'requested' AND o.occurred_at >= p.p_start AND o.occurred_at < p.p_end
     QUALIFY row_number() OVER (PARTITION BY o.override_id
                                ORDER BY o.occurred_at, o.ledger_index) = 1
 ), exe_raw AS (
+    -- executions with a report in the period, under no known permit
     SELECT x.* FROM r_executions x
-    WHERE NOT EXISTS (SELECT 1 FROM r_permit_requests r WHERE r.permit_id = x.permit_id)
+    WHERE x.execution_id IN (SELECT y.execution_id FROM r_executions y, _params p
+                             WHERE y.occurred_at >= p.p_start AND y.occurred_at < p.p_end)
+      AND NOT EXISTS (SELECT 1 FROM r_permit_requests r WHERE r.permit_id = x.permit_id)
       AND NOT EXISTS (SELECT 1 FROM r_overrides o WHERE o.override_id = x.permit_id)
 ), exe AS (
     SELECT 'exec:' || x.execution_id AS change_id, 'unpermitted' AS kind,
@@ -54,6 +76,8 @@ WITH prm AS (
            NULL::VARCHAR[] AS regions, NULL::VARCHAR AS justification,
            NULL::JSON AS rollback_plan,
            arg_min(x.event_id, (x.occurred_at, x.ledger_index)) AS request_event_id,
+           arg_min(x.partition, (x.occurred_at, x.ledger_index)) AS request_partition,
+           arg_min(x.ledger_index, (x.occurred_at, x.ledger_index)) AS request_index,
            arg_min(x.permit_id, (x.occurred_at, x.ledger_index)) AS named_permit,
            NULL::TIMESTAMPTZ AS review_due_at
     FROM exe_raw x GROUP BY x.execution_id
@@ -87,6 +111,7 @@ WITH cls AS (
            coalesce(d.compliance_frameworks, []::VARCHAR[]) AS frameworks,
            coalesce(d.required_artefacts, []::VARCHAR[]) AS required_artefacts,
            d.retention_days, d.score, d.risk_level, d.event_id IS NOT NULL AS has_decision,
+           d.partition AS decision_partition, d.ledger_index AS decision_index,
            list_sort(list_distinct(list_concat(
                list_transform(coalesce(c.data_classes, []::VARCHAR[]), lambda x: lower(x)),
                coalesce(cls.classes, []::VARCHAR[])))) AS all_classes

@@ -4,10 +4,10 @@
 
 -- name: lines
 WITH ev AS (
+    -- a line cites entries by position; evidence.entries has each entry's id, type, leaf
+    -- hash and proof once (a report cites an entry from several places)
     SELECT change_id,
-           list({'role': role, 'event_id': event_id, 'type': type, 'partition': partition,
-                 'index': ledger_index, 'leaf_hash': leaf_hash,
-                 'occurred_at': strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ')}
+           list({'role': role, 'partition': partition, 'index': ledger_index}
                 ORDER BY partition, ledger_index) AS evidence
     FROM r_evidence GROUP BY change_id
 )
@@ -43,7 +43,8 @@ SELECT coalesce(to_json(list({
         'index': e.ledger_index, 'leaf_hash': e.leaf_hash,
         'occurred_at': strftime(e.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ')}] END}
     ORDER BY x.code, x.change_id NULLS LAST, e.partition, e.ledger_index)), '[]')::VARCHAR
-FROM r_exceptions x LEFT JOIN r_events e ON e.event_id = x.event_id;
+FROM r_exceptions x LEFT JOIN r_cited e
+    ON e.partition = x.partition AND e.ledger_index = x.ledger_index;
 
 -- name: phi_access
 SELECT coalesce(to_json(list({
@@ -54,7 +55,8 @@ SELECT coalesce(to_json(list({
                   'partition': e.partition, 'index': e.ledger_index, 'leaf_hash': e.leaf_hash,
                   'occurred_at': strftime(e.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ')}]}
     ORDER BY a.occurred_at, e.partition, e.ledger_index)), '[]')::VARCHAR
-FROM r_phi_access a JOIN r_events e USING (event_id);
+FROM r_phi_access a JOIN events e
+    ON e.partition = a.partition AND e.ledger_index = a.ledger_index;
 
 -- name: erasures
 SELECT coalesce(to_json(list({
@@ -64,7 +66,8 @@ SELECT coalesce(to_json(list({
                   'partition': e.partition, 'index': e.ledger_index, 'leaf_hash': e.leaf_hash,
                   'occurred_at': strftime(e.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ')}]}
     ORDER BY x.occurred_at, e.partition, e.ledger_index)), '[]')::VARCHAR
-FROM r_erasures_in x JOIN r_events e USING (event_id);
+FROM r_erasures_in x JOIN events e
+    ON e.partition = x.partition AND e.ledger_index = x.ledger_index;
 
 -- name: processing
 SELECT coalesce(to_json(list({

@@ -1,36 +1,53 @@
 -- The ledger entries behind each line: its request, decision, every permit transition,
 -- approval (signed or refused), execution report, violation, rollback stage and override
--- stage, and the operation that started its deployment. One row per (change, entry).
+-- stage, the entry that started its deployment, and the entries its findings cite. One row
+-- per (change, entry), under the entry's most telling role. Positions come from the typed
+-- tables; the leaf hash, type and time from `events`, joined on (partition, ledger_index)
+-- (integers, and the narrow index range of a period lets DuckDB skip most row groups).
 CREATE OR REPLACE TEMP TABLE r_evidence AS
 WITH refs AS (
-    SELECT change_id, 'request' AS role, request_event_id AS event_id FROM r_changes
-    UNION ALL SELECT change_id, 'decision', decision_event_id FROM r_changes
-    UNION ALL SELECT t.permit_id, 'transition', t.event_id
+    SELECT change_id, 'request' AS role, request_partition AS partition,
+           request_index AS ledger_index FROM r_changes
+    UNION ALL SELECT change_id, 'decision', decision_partition, decision_index
+        FROM r_changes WHERE decision_index IS NOT NULL
+    UNION ALL SELECT t.permit_id, 'transition', t.partition, t.ledger_index
         FROM r_permit_transitions t SEMI JOIN r_changes c ON t.permit_id = c.change_id
-    UNION ALL SELECT a.permit_id, 'approval', a.event_id
+    UNION ALL SELECT a.permit_id, 'approval', a.partition, a.ledger_index
         FROM r_approvals a SEMI JOIN r_changes c ON a.permit_id = c.change_id
-    UNION ALL SELECT x.permit_id, 'execution', x.event_id
+    UNION ALL SELECT x.permit_id, 'execution', x.partition, x.ledger_index
         FROM r_executions x SEMI JOIN r_changes c ON x.permit_id = c.change_id
-    UNION ALL SELECT 'exec:' || x.execution_id, 'execution', x.event_id
-        FROM r_executions x SEMI JOIN r_changes c ON 'exec:' || x.execution_id = c.change_id
-    UNION ALL SELECT v.permit_id, 'violation', v.event_id
+    UNION ALL SELECT 'exec:' || x.execution_id, 'execution', x.partition, x.ledger_index
+        FROM r_executions x
+        WHERE x.execution_id IN (SELECT substr(change_id, 6) FROM r_changes
+                                 WHERE kind = 'unpermitted')
+    UNION ALL SELECT v.permit_id, 'violation', v.partition, v.ledger_index
         FROM r_violations v SEMI JOIN r_changes c ON v.permit_id = c.change_id
-    UNION ALL SELECT r.permit_id, 'rollback', r.event_id
+    UNION ALL SELECT r.permit_id, 'rollback', r.partition, r.ledger_index
         FROM r_rollbacks r SEMI JOIN r_changes c ON r.permit_id = c.change_id
-    UNION ALL SELECT o.override_id, 'override', o.event_id
+    UNION ALL SELECT o.override_id, 'override', o.partition, o.ledger_index
         FROM r_overrides o SEMI JOIN r_changes c ON o.override_id = c.change_id
-    UNION ALL SELECT change_id, 'deployment', deployed_event FROM r_timeline
-    UNION ALL SELECT change_id, 'finding', event_id FROM r_exceptions
-)
-SELECT change_id, role, event_id, type, partition, ledger_index, leaf_hash, occurred_at
-FROM (
-    SELECT f.change_id, f.role, f.event_id, e.type, e.partition, e.ledger_index, e.leaf_hash,
-           e.occurred_at,
+    UNION ALL SELECT change_id, 'deployment', deployed_partition, deployed_index
+        FROM r_timeline WHERE deployed_index IS NOT NULL
+    UNION ALL SELECT change_id, 'finding', partition, ledger_index
+        FROM r_exceptions WHERE change_id IS NOT NULL AND ledger_index IS NOT NULL
+), best AS (
+    SELECT change_id, partition, ledger_index,
            -- an entry that plays several roles is listed once, under its most telling role
-           row_number() OVER (PARTITION BY f.change_id, f.event_id ORDER BY list_position(
+           arg_min(role, list_position(
                ['request', 'decision', 'approval', 'deployment', 'execution', 'violation',
-                'finding', 'transition', 'rollback', 'override'], f.role)) AS n
-    FROM refs f JOIN r_events e ON e.event_id = f.event_id
-    WHERE f.event_id IS NOT NULL)
-WHERE n = 1
-ORDER BY change_id, partition, ledger_index;
+                'finding', 'transition', 'rollback', 'override'], role)) AS role
+    FROM refs GROUP BY change_id, partition, ledger_index
+)
+SELECT b.change_id, b.role, e.event_id, e.type, b.partition, b.ledger_index, e.leaf_hash,
+       e.occurred_at
+FROM best b JOIN events e ON e.partition = b.partition AND e.ledger_index = b.ledger_index;
+
+-- Every entry the report cites (the lines' evidence and every finding's entry).
+CREATE OR REPLACE TEMP TABLE r_cited AS
+SELECT DISTINCT event_id, type, partition, ledger_index, leaf_hash, occurred_at
+FROM r_evidence
+UNION
+SELECT e.event_id, e.type, e.partition, e.ledger_index, e.leaf_hash, e.occurred_at
+FROM (SELECT DISTINCT partition, ledger_index FROM r_exceptions
+      WHERE change_id IS NULL AND ledger_index IS NOT NULL) x
+JOIN events e ON e.partition = x.partition AND e.ledger_index = x.ledger_index;

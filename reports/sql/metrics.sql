@@ -38,12 +38,14 @@ WITH fin AS (
     UNION ALL
     SELECT override_id, max(level) FROM {t}overrides
     WHERE stage = 'granted' AND override_id IN (SELECT permit_id FROM fin) GROUP BY override_id
-), task_level AS (
+), leveled AS (
+    SELECT f.*, p.level FROM fin f LEFT JOIN permit_level p USING (permit_id)
+), task_level AS (  -- only for executions under no permit
     SELECT task_id, max(level) AS level FROM {t}decisions
-    WHERE task_id IN (SELECT task_id FROM fin) GROUP BY task_id
+    WHERE task_id IN (SELECT task_id FROM leveled WHERE level IS NULL) GROUP BY task_id
 )
-SELECT coalesce(p.level, d.level) AS level, f.status, count(*) AS n
-FROM fin f LEFT JOIN permit_level p USING (permit_id) LEFT JOIN task_level d USING (task_id)
+SELECT coalesce(l.level, d.level) AS level, l.status, count(*) AS n
+FROM leveled l LEFT JOIN task_level d USING (task_id)
 GROUP BY ALL ORDER BY ALL;
 
 -- name: violations

@@ -23,7 +23,7 @@ SELECT * FROM (
     SELECT 'operation' AS access, o.occurred_at, o.worker_id, o.permit_id,
            o.operation_name AS operation,
            CASE WHEN o.allowed THEN 'allowed' ELSE 'denied' END AS outcome,
-           o.reason_code AS detail, o.event_id
+           o.reason_code AS detail, o.event_id, o.partition, o.ledger_index
     FROM r_operations o, _params p
     WHERE o.occurred_at >= p.p_start AND o.occurred_at < p.p_end
       AND (o.permit_id IN (SELECT permit_id FROM phi_permits)
@@ -32,7 +32,8 @@ SELECT * FROM (
                   lambda x: lower(x)), 'phi'))
     UNION ALL
     SELECT 'execution', x.occurred_at, x.worker_id, x.permit_id,
-           array_to_string(x.operations, ', '), x.status, x.execution_id, x.event_id
+           array_to_string(x.operations, ', '), x.status, x.execution_id, x.event_id,
+           x.partition, x.ledger_index
     FROM r_executions x, _params p
     WHERE x.occurred_at >= p.p_start AND x.occurred_at < p.p_end
       AND (x.permit_id IN (SELECT permit_id FROM phi_permits)

@@ -19,7 +19,9 @@ WITH approved AS (
     FROM r_executions x SEMI JOIN r_changes c ON x.permit_id = c.change_id
     UNION ALL
     SELECT 'exec:' || x.execution_id, x.occurred_at, x.partition, x.ledger_index, x.event_id
-    FROM r_executions x SEMI JOIN r_changes c ON 'exec:' || x.execution_id = c.change_id
+    FROM r_executions x
+    WHERE x.execution_id IN (SELECT substr(change_id, 6) FROM r_changes
+                             WHERE kind = 'unpermitted')
     UNION ALL
     SELECT o.permit_id, o.occurred_at, o.partition, o.ledger_index, o.event_id
     FROM r_operations o SEMI JOIN r_changes c ON o.permit_id = c.change_id

@@ -227,7 +227,7 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[str, bytes
     except (KafkaError, OSError, asyncio.TimeoutError) as error:
         await producer.stop()
         raise CliError(f"cannot reach the Kafka broker at {bootstrap}: "
-                       f"{type(error).__name__} {error}") from None
+                       f"{error}") from None
     sent, skipped, pending = 0, [], []
     try:
         metadata = await producer.client.fetch_all_metadata()

@@ -165,7 +165,7 @@ async def ensure_topics(bootstrap: str, names: TopicNames, partitions: int, *,
     except (KafkaError, OSError, asyncio.TimeoutError) as error:
         await admin.close()
         raise TopicError(f"cannot reach the Kafka broker at {bootstrap}: "
-                         f"{type(error).__name__} {error}") from None
+                         f"{error}") from None
     try:
         existing = set(await admin.list_topics())
         wanted = {names[spec.name]: spec for spec in SPECS}

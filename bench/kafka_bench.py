@@ -187,7 +187,7 @@ def embedded(items: list[tuple[bytes, bytes]], directory: Path) -> float:
     return summary.records / summary.seconds
 
 
-# ---- the worker, in this process ------------------------------------------------------------------
+# ---- the worker, in this process -----------------------------------------------------------
 
 
 class Worker:
@@ -250,7 +250,7 @@ class Worker:
         await self.runtime.aclose()
 
 
-# ---- load and observers, in a child process -------------------------------------------------------
+# ---- load and observers, in a child process ------------------------------------------------
 
 
 async def load_child(spec: dict[str, Any]) -> dict[str, Any]:

@@ -1,12 +1,12 @@
 """The Faust agents: short loops over the handlers that the embedded runner uses
-(`streams.handlers.Pipeline`: the checker and the permit service, over one `record`).
+(`streams.handlers.Pipeline`: checker, permit and rollback services, over one `record`).
 
     certifier  <p>.tasks -> handlers -> every event into the ledger -> <p>.ledger (each entry),
                <p>.decisions (each decision), <p>.permits / <p>.rollbacks (their events);
                bad input -> an input.rejected event in the ledger, and the original bytes on
                <p>.dead-letter with the reason in headers
-    intake     <p>.approvals, <p>.executions, <p>.metrics -> the same handlers (the permit
-               service) -> the same outputs
+    intake     <p>.approvals, <p>.executions, <p>.metrics -> the same handlers (permit and
+               rollback services) -> the same outputs
     timers     permit deadlines/expiries/override ends (1 s), checkpoint signing
 
 The ledger writer and the DuckDB projector are not agents but parts of this process (see

@@ -6,17 +6,17 @@ of every topic and ledger partition p hold the same subjects (Kafka's murmur2 pa
 `ledger.partition_for`). Topics are created explicitly (`certify topics create`, or by the
 worker at start); the broker's auto-creation is never relied on.
 
-| topic            | written by               | carries                                          |
-|------------------|--------------------------|--------------------------------------------------|
-| <p>.tasks        | masters                  | task documents or task.submitted envelopes       |
-| <p>.approvals    | approvers                | approval.signed envelopes                        |
-| <p>.executions   | workers                  | execution.reported, review.post_execution        |
-| <p>.metrics      | monitoring               | metric.sample, alert.received                    |
-| <p>.decisions    | certifier                | certification.decided, task.blocked envelopes    |
-| <p>.permits      | permit agent (later)     | permit.* envelopes                               |
-| <p>.rollbacks    | rollback agent (later)   | rollback.event, escalation.raised envelopes      |
-| <p>.ledger       | the worker's ledger writer | every ledger entry {partition, index, leaf_hash, event} |
-| <p>.dead-letter  | certifier, intake        | rejected input: original bytes, reason in headers |
+| topic           | written by             | carries                                           |
+|-----------------|------------------------|---------------------------------------------------|
+| <p>.tasks       | masters                | tasks (documents or envelopes), permit requests   |
+| <p>.approvals   | approvers              | approval.signed, override.review_submitted        |
+| <p>.executions  | workers                | execution.reported, review..., authorization...   |
+| <p>.metrics     | monitoring             | metric.sample, alert.received                     |
+| <p>.decisions   | the worker             | certification.decided, task.blocked               |
+| <p>.permits     | the worker             | permit.*, approval.refused, overrides, violations |
+| <p>.rollbacks   | the worker             | rollback.event, escalation.raised                 |
+| <p>.ledger      | the worker             | every entry: {partition, index, leaf_hash, event} |
+| <p>.dead-letter | the worker             | rejected input: original bytes, reason in headers |
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ class TopicSpec:
     name: str
     kind: str  # inbound | internal | ledger | dead-letter
     writer: str
-    # inbound topics: the `producer` handle_inbound stamps on bare documents, and the event
-    # types this topic accepts (others are rejected with input.wrong_topic).
+    # inbound topics: who writes them, and the inbound event types meant for them (documentation
+    # and ACLs: the handlers take any inbound type from any inbound topic, as embedded mode does).
     producer_class: str | None = None
     accepts: frozenset[str] = frozenset()
     config: dict[str, str] = field(default_factory=dict)
@@ -65,11 +65,14 @@ class TopicSpec:
 _BIG = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
 
 SPECS: tuple[TopicSpec, ...] = (
-    TopicSpec(TASKS, "inbound", "masters", "master", frozenset({"task.submitted"}), _BIG),
-    TopicSpec(APPROVALS, "inbound", "approvers", "approver", frozenset({"approval.signed"}),
-              _BIG),
+    TopicSpec(TASKS, "inbound", "masters", "master",
+              frozenset({"task.submitted", "permit.requested", "permit.renewal_requested",
+                         "permit.closure_requested", "override.requested"}), _BIG),
+    TopicSpec(APPROVALS, "inbound", "approvers", "approver",
+              frozenset({"approval.signed", "override.review_submitted"}), _BIG),
     TopicSpec(EXECUTIONS, "inbound", "workers", "worker",
-              frozenset({"execution.reported", "review.post_execution"}), _BIG),
+              frozenset({"execution.reported", "review.post_execution",
+                         "authorization.requested"}), _BIG),
     TopicSpec(METRICS, "inbound", "monitoring", "monitoring",
               frozenset({"metric.sample", "alert.received"}), _BIG),
     TopicSpec(DECISIONS, "internal", "certifier", config=_BIG),
@@ -86,6 +89,10 @@ INBOUND = tuple(spec for spec in SPECS if spec.kind == "inbound")
 ROUTES: dict[str, str] = {
     "certification.decided": DECISIONS,
     "task.blocked": DECISIONS,
+    "approval.refused": PERMITS,
+    "operation.authorized": PERMITS,
+    "override.event": PERMITS,
+    "violation.recorded": PERMITS,
     "rollback.event": ROLLBACKS,
     "escalation.raised": ROLLBACKS,
 }

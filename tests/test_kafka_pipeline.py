@@ -81,7 +81,8 @@ async def test_ten_thousand_tasks_are_decided_recorded_once_and_projected(
         dead = await read_topic(kafka_bootstrap, names["dead-letter"], timeout=60,
                                 until=lambda r: len(r) >= want.rejected)
         assert runtime.inbound == 10_000
-        ledger_dir, db_path = runtime.config.settings.ledger_dir, runtime.config.settings.duckdb_path
+        settings = runtime.config.settings
+        ledger_dir, db_path = settings.ledger_dir, settings.duckdb_path
 
     # every decision out, once per task (at-least-once may repeat one; ids are the same)
     assert distinct_ids(decisions) == want.decisions

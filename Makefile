@@ -27,7 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@scripts/kafka.sh start
-	@status=0; CERTIFY_KAFKA_BOOTSTRAP=$$(cat .cache/kafka/bootstrap) $(BIN)/python -m bench $(BENCH_ARGS) || status=$$?; \
+	@status=0; CERTIFY_KAFKA_BOOTSTRAP=$$(cat .cache/kafka/bootstrap) $(BIN)/python -m bench $(BENCH) || status=$$?; \
 	  scripts/kafka.sh stop; exit $$status
 
 kafka-start:

@@ -425,6 +425,9 @@ def real_ledger(directory: Path, count: int, partitions: int = 4) -> dict[str, A
 
 def time_real(root: Path, count: int) -> dict[str, Any]:
     ledger_dir, db = root / "ledger", root / "real.duckdb"
+    shutil.rmtree(ledger_dir, ignore_errors=True)  # a fresh ledger (and projections) each run
+    for path in (db, db.with_name(db.name + ".wal")):
+        path.unlink(missing_ok=True)
     made = real_ledger(ledger_dir, count)
     t = time.perf_counter()
     read = sum(1 for p in range(4) for _ in iter_raw(partition_dir(ledger_dir, p), p))

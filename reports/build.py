@@ -210,12 +210,6 @@ def _lines(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return lines
 
 
-def _ref(row: dict[str, Any]) -> dict[str, Any]:
-    return {"role": row.get("role"), "event_id": row["event_id"], "type": row["type"],
-            "partition": int(row["partition"]), "index": int(row["ledger_index"]),
-            "leaf_hash": row["leaf_hash"], "occurred_at": _t(row["occurred_at"])}
-
-
 def _exceptions(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     items = _json(con, "exceptions")
     for item in items:
@@ -232,9 +226,7 @@ def _signature_findings(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         keys.setdefault(row["approver_id"], []).append(row)
     findings = []
     for a in _dicts(con, """
-            SELECT a.*, e.type, e.leaf_hash FROM r_approvals a SEMI JOIN r_changes c
-                ON a.permit_id = c.change_id
-            JOIN r_events e USING (event_id)
+            SELECT a.* FROM r_approvals a SEMI JOIN r_changes c ON a.permit_id = c.change_id
             WHERE a.status = 'signed' ORDER BY a.partition, a.ledger_index"""):
         ok = False
         try:
@@ -256,7 +248,7 @@ def _signature_findings(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
                 "description": EXCEPTIONS["approval_signature_invalid"],
                 "detail": f"{a['decision']} by {a['approver_id']} as {a['approver_role']}: "
                           "no registered key of that approver and role verifies it",
-                "evidence": [_ref({**a, "role": "finding"})]})
+                "evidence": [f"{a['partition']}:{a['ledger_index']}"]})
     return findings
 
 
@@ -377,11 +369,10 @@ def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
         wanted = [(p, i) for p, i, *_ in rows]
     elif ctx.proofs == "tested":
         lines = document["population"]["changes"]
-        keep = {(r["partition"], r["index"]) for line in lines
-                if line["sampled"] is not None or line["exceptions"] for r in line["evidence"]}
-        keep |= {(r["partition"], r["index"]) for item in document["exceptions"]["items"]
-                 for r in item["evidence"]}
-        wanted = sorted(keep)
+        keep = {key for line in lines if line["sampled"] is not None or line["exceptions"]
+                for key in line["evidence"]}
+        keep |= {key for item in document["exceptions"]["items"] for key in item["evidence"]}
+        wanted = sorted((entries[k]["partition"], entries[k]["index"]) for k in keep)
     if checkpoints and wanted:
         for partition in sorted({p for p, _ in wanted}):
             prover = Prover(ctx.ledger_dir, checkpoints[partition])  # type: ignore[arg-type]

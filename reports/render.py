@@ -43,8 +43,9 @@ def _list(value: Any, sep: str = "; ") -> str:
     return str(value)
 
 
-def _refs(evidence: list[dict[str, Any]]) -> str:
-    return " ".join(f"p{r['partition']}#{r['index']}" for r in evidence)
+def _refs(evidence: list[str]) -> str:
+    """Entries cited as "<partition>:<index>", written p<partition>#<index>."""
+    return " ".join("p" + key.replace(":", "#") for key in evidence)
 
 
 def _approvers(line: dict[str, Any]) -> str:
@@ -254,15 +255,16 @@ def _html_table(headers: list[str], rows: list[list[str]], raw: bool = False) ->
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _evidence_html(evidence: list[dict[str, Any]], entries: dict[str, Any]) -> str:
+def _evidence_html(evidence: list[str], entries: dict[str, Any]) -> str:
     items = []
-    for r in evidence:
-        e = entries.get(f"{r['partition']}:{r['index']}", {})
+    for key in evidence:
+        e = entries.get(key, {})
         proof = e.get("proof")
         proof_text = ("proof (tree " + str(e.get("tree_size")) + "): " +
                       " ".join(proof)) if proof is not None else "proof not included"
-        items.append(f"<li><code>p{r['partition']}#{r['index']}</code> {_h(e.get('type'))} "
-                     f"({_h(r.get('role'))}) leaf <code>{_h(e.get('leaf_hash'))}</code><br>"
+        items.append(f"<li><code>{_refs([key])}</code> {_h(e.get('type'))} "
+                     f"<code>{_h(e.get('event_id'))}</code> leaf "
+                     f"<code>{_h(e.get('leaf_hash'))}</code><br>"
                      f"<code>{html.escape(proof_text)}</code></li>")
     return (f"<details><summary>{len(evidence)} entries</summary><ul>{''.join(items)}</ul>"
             "</details>")

@@ -1,14 +1,14 @@
 -- The report's lines as JSON, built inside DuckDB (one string per section, parsed once in
--- Python): times in the one spelling of events.format_time, evidence ordered by ledger
--- position. Each query is named by the comment before it.
+-- Python): times in the one spelling of events.format_time; evidence cited as
+-- "<partition>:<index>" (keys of the report's evidence.entries), in ledger order. Each query
+-- is named by the comment before it.
 
 -- name: lines
 WITH ev AS (
-    -- a line cites entries by position; evidence.entries has each entry's id, type, leaf
-    -- hash and proof once (a report cites an entry from several places)
+    -- a line cites entries by position "<partition>:<index>"; evidence.entries has each
+    -- entry's id, type, leaf hash and proof once (a report cites an entry from several places)
     SELECT change_id,
-           list({'role': role, 'partition': partition, 'index': ledger_index}
-                ORDER BY partition, ledger_index) AS evidence
+           list(partition || ':' || ledger_index ORDER BY partition, ledger_index) AS evidence
     FROM r_evidence GROUP BY change_id
 )
 SELECT coalesce(to_json(list({
@@ -38,36 +38,27 @@ FROM r_changes c JOIN r_timeline t USING (change_id) LEFT JOIN ev USING (change_
 -- name: exceptions
 SELECT coalesce(to_json(list({
     'change_id': x.change_id, 'code': x.code, 'detail': x.detail,
-    'evidence': CASE WHEN e.event_id IS NULL THEN [] ELSE [{
-        'role': 'finding', 'event_id': e.event_id, 'type': e.type, 'partition': e.partition,
-        'index': e.ledger_index, 'leaf_hash': e.leaf_hash,
-        'occurred_at': strftime(e.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ')}] END}
-    ORDER BY x.code, x.change_id NULLS LAST, e.partition, e.ledger_index)), '[]')::VARCHAR
-FROM r_exceptions x LEFT JOIN r_cited e
-    ON e.partition = x.partition AND e.ledger_index = x.ledger_index;
+    'evidence': CASE WHEN x.ledger_index IS NULL THEN []
+                     ELSE [x.partition || ':' || x.ledger_index] END}
+    ORDER BY x.code, x.change_id NULLS LAST, x.partition, x.ledger_index)), '[]')::VARCHAR
+FROM r_exceptions x;
 
 -- name: phi_access
 SELECT coalesce(to_json(list({
     'access': a.access, 'at': strftime(a.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
     'worker_id': a.worker_id, 'permit_id': a.permit_id, 'operation': a.operation,
     'outcome': a.outcome, 'detail': a.detail,
-    'evidence': [{'role': 'access', 'event_id': e.event_id, 'type': e.type,
-                  'partition': e.partition, 'index': e.ledger_index, 'leaf_hash': e.leaf_hash,
-                  'occurred_at': strftime(e.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ')}]}
-    ORDER BY a.occurred_at, e.partition, e.ledger_index)), '[]')::VARCHAR
-FROM r_phi_access a JOIN events e
-    ON e.partition = a.partition AND e.ledger_index = a.ledger_index;
+    'evidence': [a.partition || ':' || a.ledger_index]}
+    ORDER BY a.occurred_at, a.partition, a.ledger_index)), '[]')::VARCHAR
+FROM r_phi_access a;
 
 -- name: erasures
 SELECT coalesce(to_json(list({
     'at': strftime(x.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ'), 'subject_ref': x.subject_ref,
     'requested_by': x.requested_by, 'legal_basis': x.legal_basis,
-    'evidence': [{'role': 'erasure', 'event_id': e.event_id, 'type': e.type,
-                  'partition': e.partition, 'index': e.ledger_index, 'leaf_hash': e.leaf_hash,
-                  'occurred_at': strftime(e.occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ')}]}
-    ORDER BY x.occurred_at, e.partition, e.ledger_index)), '[]')::VARCHAR
-FROM r_erasures_in x JOIN events e
-    ON e.partition = x.partition AND e.ledger_index = x.ledger_index;
+    'evidence': [x.partition || ':' || x.ledger_index]}
+    ORDER BY x.occurred_at, x.partition, x.ledger_index)), '[]')::VARCHAR
+FROM r_erasures_in x;
 
 -- name: processing
 SELECT coalesce(to_json(list({

@@ -11,21 +11,21 @@ WITH refs AS (
     UNION ALL SELECT change_id, 'decision', decision_partition, decision_index
         FROM r_changes WHERE decision_index IS NOT NULL
     UNION ALL SELECT t.permit_id, 'transition', t.partition, t.ledger_index
-        FROM r_permit_transitions t SEMI JOIN r_changes c ON t.permit_id = c.change_id
+        FROM c_transitions t
     UNION ALL SELECT a.permit_id, 'approval', a.partition, a.ledger_index
-        FROM r_approvals a SEMI JOIN r_changes c ON a.permit_id = c.change_id
+        FROM c_approvals a
     UNION ALL SELECT x.permit_id, 'execution', x.partition, x.ledger_index
-        FROM r_executions x SEMI JOIN r_changes c ON x.permit_id = c.change_id
+        FROM c_executions x
     UNION ALL SELECT 'exec:' || x.execution_id, 'execution', x.partition, x.ledger_index
         FROM r_executions x
         WHERE x.execution_id IN (SELECT substr(change_id, 6) FROM r_changes
                                  WHERE kind = 'unpermitted')
     UNION ALL SELECT v.permit_id, 'violation', v.partition, v.ledger_index
-        FROM r_violations v SEMI JOIN r_changes c ON v.permit_id = c.change_id
+        FROM c_violations v
     UNION ALL SELECT r.permit_id, 'rollback', r.partition, r.ledger_index
-        FROM r_rollbacks r SEMI JOIN r_changes c ON r.permit_id = c.change_id
+        FROM c_rollbacks r
     UNION ALL SELECT o.override_id, 'override', o.partition, o.ledger_index
-        FROM r_overrides o SEMI JOIN r_changes c ON o.override_id = c.change_id
+        FROM c_overrides o
     UNION ALL SELECT change_id, 'deployment', deployed_partition, deployed_index
         FROM r_timeline WHERE deployed_index IS NOT NULL
     UNION ALL SELECT change_id, 'finding', partition, ledger_index

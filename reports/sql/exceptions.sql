@@ -27,7 +27,7 @@ SELECT * FROM (
            'approved by ' || a.approver_id || ' as ' || coalesce(a.approver_role, '?') || ', who ' ||
            CASE WHEN a.approver_id = c.requested_by THEN 'requested it' ELSE 'ran it' END,
            a.event_id, a.partition, a.ledger_index
-    FROM r_changes c JOIN r_approvals a ON a.permit_id = c.change_id
+    FROM r_changes c JOIN c_approvals a ON a.permit_id = c.change_id
     WHERE c.kind = 'permit' AND a.status = 'signed' AND a.decision = 'approve'
       AND (a.approver_id = c.requested_by OR a.approver_id = c.worker_id)
     UNION ALL
@@ -51,7 +51,7 @@ SELECT * FROM (
     SELECT c.change_id, 'violation',
            v.rule || ' (' || coalesce(v.severity, '?') || ', ' || coalesce(v.action, '?') || '): '
            || coalesce(v.message, ''), v.event_id, v.partition, v.ledger_index
-    FROM r_changes c JOIN r_violations v ON v.permit_id = c.change_id
+    FROM r_changes c JOIN c_violations v ON v.permit_id = c.change_id
     UNION ALL
     SELECT NULL, 'violation',
            v.rule || ' (' || coalesce(v.severity, '?') || ', ' || coalesce(v.action, '?') || ') by '

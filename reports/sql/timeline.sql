@@ -1,22 +1,39 @@
 -- Per change: when it was approved, when deployment started (the first of: execution
 -- started, an execution report, an allowed operation), its approvers, its state, whether it
 -- carries test evidence and a usable rollback plan, and (emergency) its post-incident review.
+-- The rows about the period's changes, read once from each big table (the timeline, the
+-- exceptions and the evidence all work on these).
+CREATE OR REPLACE TEMP TABLE c_transitions AS
+    SELECT t.* FROM r_permit_transitions t SEMI JOIN r_changes c ON t.permit_id = c.change_id;
+CREATE OR REPLACE TEMP TABLE c_approvals AS
+    SELECT a.* FROM r_approvals a SEMI JOIN r_changes c ON a.permit_id = c.change_id;
+CREATE OR REPLACE TEMP TABLE c_executions AS
+    SELECT x.* FROM r_executions x SEMI JOIN r_changes c ON x.permit_id = c.change_id;
+CREATE OR REPLACE TEMP TABLE c_operations AS
+    SELECT o.* FROM r_operations o SEMI JOIN r_changes c ON o.permit_id = c.change_id;
+CREATE OR REPLACE TEMP TABLE c_overrides AS
+    SELECT o.* FROM r_overrides o SEMI JOIN r_changes c ON o.override_id = c.change_id;
+CREATE OR REPLACE TEMP TABLE c_violations AS
+    SELECT v.* FROM r_violations v SEMI JOIN r_changes c ON v.permit_id = c.change_id;
+CREATE OR REPLACE TEMP TABLE c_rollbacks AS
+    SELECT r.* FROM r_rollbacks r SEMI JOIN r_changes c ON r.permit_id = c.change_id;
+
 CREATE OR REPLACE TEMP TABLE r_timeline AS
 WITH approved AS (
     SELECT t.permit_id AS change_id, min(t.occurred_at) AS approved_at,
            arg_min(t.event_id, (t.occurred_at, t.ledger_index)) AS approved_event,
            arg_min(t.partition, (t.occurred_at, t.ledger_index)) AS approved_partition,
            arg_min(t.ledger_index, (t.occurred_at, t.ledger_index)) AS approved_index
-    FROM r_permit_transitions t SEMI JOIN r_changes c ON t.permit_id = c.change_id
+    FROM c_transitions t
     WHERE t.to_state = 'approved'
     GROUP BY t.permit_id
 ), deploys AS (
     SELECT t.permit_id AS change_id, t.occurred_at, t.partition, t.ledger_index, t.event_id
-    FROM r_permit_transitions t SEMI JOIN r_changes c ON t.permit_id = c.change_id
+    FROM c_transitions t
     WHERE t.type = 'permit.execution_started'
     UNION ALL
     SELECT x.permit_id, x.occurred_at, x.partition, x.ledger_index, x.event_id
-    FROM r_executions x SEMI JOIN r_changes c ON x.permit_id = c.change_id
+    FROM c_executions x
     UNION ALL
     SELECT 'exec:' || x.execution_id, x.occurred_at, x.partition, x.ledger_index, x.event_id
     FROM r_executions x
@@ -24,7 +41,7 @@ WITH approved AS (
                              WHERE kind = 'unpermitted')
     UNION ALL
     SELECT o.permit_id, o.occurred_at, o.partition, o.ledger_index, o.event_id
-    FROM r_operations o SEMI JOIN r_changes c ON o.permit_id = c.change_id
+    FROM c_operations o
     WHERE o.allowed
 ), deployed AS (
     SELECT change_id, min(occurred_at) AS deployed_at,
@@ -37,19 +54,19 @@ WITH approved AS (
            list({'approver_id': a.approver_id, 'role': a.approver_role,
                  'decided_at': a.decided_at, 'recorded_at': a.occurred_at,
                  'event_id': a.event_id} ORDER BY a.occurred_at, a.ledger_index) AS approvals
-    FROM r_approvals a SEMI JOIN r_changes c ON a.permit_id = c.change_id
+    FROM c_approvals a
     WHERE a.status = 'signed' AND a.decision = 'approve'
     GROUP BY a.permit_id
 ), tested AS (
     SELECT x.permit_id AS change_id,
            bool_or(nonempty(x.outcome->'$.test_results') OR nonempty(x.outcome->'$.tests'))
                AS tested
-    FROM r_executions x SEMI JOIN r_changes c ON x.permit_id = c.change_id
+    FROM c_executions x
     GROUP BY x.permit_id
 ), state AS (
     SELECT t.permit_id AS change_id,
            arg_max(t.to_state, (t.occurred_at, t.ledger_index)) AS state
-    FROM r_permit_transitions t SEMI JOIN r_changes c ON t.permit_id = c.change_id
+    FROM c_transitions t
     GROUP BY t.permit_id
 ), stages AS (
     SELECT o.override_id AS change_id,
@@ -59,7 +76,7 @@ WITH approved AS (
            arg_min(o.event_id, (o.occurred_at, o.ledger_index))
                FILTER (WHERE o.stage IN ('review_submitted', 'review_completed'))
                AS review_event
-    FROM r_overrides o SEMI JOIN r_changes c ON o.override_id = c.change_id
+    FROM c_overrides o
     GROUP BY o.override_id
 )
 SELECT c.change_id,

@@ -35,8 +35,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from rules.rollback_plans import load_template
+
 HERE = Path(__file__).resolve().parent.parent
 CONCURRENCY = 16
+
+# A seed-schema plan valid at Level 2 (permit requests are refused without one).
+ROLLBACK_PLAN = load_template("kubernetes_deployment")
 
 
 def free_port() -> int:
@@ -91,8 +96,7 @@ def build(data: Path, keys: Path, count: int) -> list[dict[str, Any]]:
                       "environment": "production", "not_before": format_time(
                           now - timedelta(hours=1)),
                       "not_after": format_time(now + timedelta(hours=20))},
-            "justification": "bench", "rollback_plan": {"steps": ["undo"],
-                                                         "verification": ["ok"]},
+            "justification": "bench", "rollback_plan": ROLLBACK_PLAN,
             "request_sha256": "0" * 64})
         req = req.model_copy(update={"request_sha256": request_sha256(req)})
         result = pipe.handle_event(Envelope(type="permit.requested", occurred_at=now,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from events.payloads import CertificationDecided, OverrideScope, PermitRequested, PermitScope
 from rules.governance import Governance, PermitLifecycle, PermitType
+from rules.rollback_plans import validate_plan
 from rules.scoring_model import normalise_name
 from rules.triggers import apply_overrides
 
@@ -276,22 +277,20 @@ def permit_level(ptype: PermitType, decision: DecisionInfo) -> int:
 
 
 def check_rollback_plan(plan: Any, level: int, governance: Governance) -> Refusal | None:
-    """The one place that judges a rollback plan (the rollback issue replaces it in depth).
-
-    For now: from the level that needs plans (L2+), a non-empty object with non-empty
-    `steps` and `verification`."""
+    """The one place that judges a rollback plan: from the level that needs plans (L2+), the
+    plan must pass the rollback schema and the level's requirements (rules.rollback_plans)."""
     if level < governance.rollback.plan_required_from_level:
         return None
     if not isinstance(plan, Mapping) or not plan:
         return Refusal("permit.rollback_plan_missing",
-                       f"Level {level} permits need a rollback plan (rollback_plan with steps "
-                       "and verification)")
-    for part in ("steps", "verification"):
-        value = plan.get(part)
-        if value is None or (isinstance(value, (str, list, dict)) and not value) or \
-                (isinstance(value, str) and not value.strip()):
-            return Refusal("permit.rollback_plan_incomplete",
-                           f"rollback_plan.{part}: required and must not be empty")
+                       f"Level {level} permits need a rollback plan (rollback_plan); "
+                       "`certify rollback-plan template NAME` prints a starting point")
+    problems = validate_plan(dict(plan), level, policy=governance.rollback)
+    if problems:
+        listed = "; ".join(str(problem) for problem in problems[:8])
+        more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
+        return Refusal("permit.rollback_plan_invalid",
+                       f"rollback_plan is not valid for level {level}: {listed}{more}")
     return None
 
 

@@ -7,7 +7,7 @@ approvers and incident commanders.
     permit = api.request_permit({"task_id": decision["task_id"], "requested_by": "master-1",
                                  "scope": {"operations": ["deploy"], "environment": "production"},
                                  "justification": "release 2.1",
-                                 "rollback_plan": {"steps": ["undo"], "verification": ["ok"]}})
+                                 "rollback_plan": plan})  # `certify rollback-plan template`
     api.approve(permit["permit_id"], key, approver_id="tom", role="tech_lead")  # signs locally
     api.authorize({"worker": {"id": "w-7", "certification_level": 2},
                    "permit_id": permit["permit_id"],

@@ -100,11 +100,13 @@ def test_unknown_names_are_refused(state, event, code):
 @pytest.mark.parametrize(("plan", "code"), [
     P(None, "permit.rollback_plan_missing", id="no plan"),
     P({}, "permit.rollback_plan_missing", id="empty plan"),
-    P({"steps": ["undo"]}, "permit.rollback_plan_incomplete", id="no verification"),
-    P({"steps": [], "verification": ["ok"]}, "permit.rollback_plan_incomplete", id="no steps"),
-    P({"steps": ["undo"], "verification": "  "}, "permit.rollback_plan_incomplete",
-      id="blank verification"),
-    P(PLAN, None, id="steps and verification"),
+    P({"steps": ["undo"], "verification": ["ok"]}, "permit.rollback_plan_invalid",
+      id="not the rollback schema"),
+    P({k: v for k, v in PLAN.items() if k != "testing_evidence"}, "permit.rollback_plan_invalid",
+      id="no testing evidence"),
+    P({**PLAN, "rollback_procedure": {**PLAN["rollback_procedure"], "phases": []}},
+      "permit.rollback_plan_invalid", id="no phases"),
+    P(PLAN, None, id="a seed-schema plan valid at the level"),
 ])
 def test_rollback_plan_needed_from_level_2(plan, code):
     refusal = check_rollback_plan(plan, 2, POLICY.governance)

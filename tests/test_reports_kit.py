@@ -36,9 +36,7 @@ from tests.test_permit_kit import (
 T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # a Monday
 PERIOD = (datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 2, 1, tzinfo=UTC))
 AS_OF = datetime(2030, 2, 3, tzinfo=UTC)
-PLAN_TESTED = {**PLAN, "testing_evidence": {"staging_test_date": "2030-01-05T10:00:00Z",
-                                            "test_results": {"unit": "passed",
-                                                             "integration": "passed"}}}
+PLAN_TESTED = PLAN  # permit requests must carry a valid plan, and valid plans carry test results
 MASTER = Approver("master-1", "tech_lead")  # a requester who is also a registered approver
 ROLES = {1: ["team_lead"], 2: ["tech_lead"],
          3: ["engineering_director", "security_lead", "compliance_officer"],
@@ -253,11 +251,21 @@ def build_history(path: Path) -> History:
     h.execute(req.permit_id, outcome={"test_results": {"smoke": "passed"}})
     h.expect("X5", req.permit_id, soc2={"missing_rollback_plan"})
 
-    # --- X6: no test evidence anywhere -------------------------------------------------------
-    x6 = h.approve(h.request(h.certify(2), rollback_plan=PLAN))
-    assert h.authorize(x6)["allowed"]
-    h.execute(x6["permit_id"])
-    h.expect("X6", x6["permit_id"], soc2={"missing_test_evidence"})
+    # --- X6: no test evidence anywhere (planted request: the service refuses a plan without
+    # test results, but history recorded elsewhere may lack them) -----------------------------
+    untested = {**PLAN, "testing_evidence": {"staging_test_date": "2030-01-05T10:00:00Z"}}
+    req = permit_request(h.pipe, h.certify(2), at=h.clock(), hours=24, rollback_plan=untested)
+    req = req.model_copy(update={"request_sha256": request_sha256(req)})
+    h.record("permit.requested", req.permit_id, req.model_dump(mode="json"))
+    h.move(req.permit_id, "permit.review_started", "requested", "in_review", "master-1")
+    view = h.pipe.permits.view(req.permit_id)
+    h.record("approval.signed", req.permit_id,
+             APPROVERS["tech_lead"].sign(view, at=h.clock()))
+    h.move(req.permit_id, "permit.approved", "in_review", "approved", "quorum")
+    h.move(req.permit_id, "permit.issued", "approved", "issued", "system")
+    assert h.authorize(h.pipe.permits.view(req.permit_id))["allowed"]
+    h.execute(req.permit_id)
+    h.expect("X6", req.permit_id, soc2={"missing_test_evidence"})
 
     # --- X7: a violation (an operation outside the permit's scope) ---------------------------
     x7 = h.approve(h.request(h.certify(2)))

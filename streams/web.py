@@ -19,6 +19,9 @@ Routes (JSON in, JSON out; docs/permits.md has the bodies):
     POST /v1/metrics                    one metric sample or a list (docs/rollback.md §6)
     POST /v1/alerts/alertmanager        an Alertmanager webhook (payload version 4)
     GET  /healthz
+    GET  /metrics                       system metrics, Prometheus text (streams/dashboard.py)
+    GET  /, /dashboard/                 the dashboard; /dashboard/api/{overview,audit,metrics}
+    GET, POST /reports                  compliance reports (docs/reports.md)
 
 Every error is `{"error": {"code": ..., "message": ...}}` with a stable code; `STATUS` is the
 one table from codes to statuses. A middleware catches everything: no stack trace ever leaves.

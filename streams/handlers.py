@@ -25,7 +25,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from events import INBOUND_TYPES, Envelope, InputError, decode_json, parse_event, utc_now
+from events import (
+    EVENT_TYPES,
+    INBOUND_TYPES,
+    Envelope,
+    InputError,
+    decode_json,
+    parse_event,
+    utc_now,
+)
 from events.payloads import InputRejected, TaskSubmitted
 from rules.checker import Decision, decide
 from rules.permits import Refusal
@@ -70,10 +78,12 @@ def rejection(raw: bytes, source: str, error: InputError, now: datetime,
 def as_event(document: Any, raw: bytes, now: datetime, producer: str) -> Envelope:
     """Accept a full envelope, or a bare task document (what masters' scripts send)."""
     if isinstance(document, dict) and "type" in document and "payload" in document:
-        envelope, _ = parse_event(document)
-        if envelope.type not in PIPELINE_INBOUND:
+        kind = document["type"]
+        if isinstance(kind, str) and kind in EVENT_TYPES and kind not in PIPELINE_INBOUND:
+            # say what is wrong (a derived type), not what its payload lacks
             raise InputError("input.not_inbound",
-                             f"type: {envelope.type!r} is derived by us, not accepted as input")
+                             f"type: {kind!r} is derived by us, not accepted as input")
+        envelope, _ = parse_event(document)
         if envelope.type == "rollback.event" and envelope.payload.get("stage") == "triggered":
             raise InputError("input.not_inbound", "payload.stage: 'triggered' is decided by the "
                              "rollback service from samples and alerts, not accepted as input")

@@ -120,6 +120,21 @@ class History:
         self.later(1)
         return event
 
+    def planted_issue(self, **request: Any) -> str:
+        """A Level 2 permit the service would refuse, recorded as history and taken to
+        `issued` by a tech lead's signed approval; returns its id (already authorized once)."""
+        req = permit_request(self.pipe, self.certify(2), at=self.clock(), hours=24, **request)
+        req = req.model_copy(update={"request_sha256": request_sha256(req)})
+        self.record("permit.requested", req.permit_id, req.model_dump(mode="json"))
+        self.move(req.permit_id, "permit.review_started", "requested", "in_review", "master-1")
+        view = self.pipe.permits.view(req.permit_id)
+        self.record("approval.signed", req.permit_id,
+                    APPROVERS["tech_lead"].sign(view, at=self.clock()))
+        self.move(req.permit_id, "permit.approved", "in_review", "approved", "quorum")
+        self.move(req.permit_id, "permit.issued", "approved", "issued", "system")
+        assert self.authorize(self.pipe.permits.view(req.permit_id))["allowed"]
+        return req.permit_id
+
     def move(self, permit_id: str, kind: str, frm: str, to: str, actor: str) -> None:
         self.record(kind, permit_id, PermitTransition(
             permit_id=permit_id, from_state=frm, to_state=to, actor=actor,
@@ -237,35 +252,16 @@ def build_history(path: Path) -> History:
     h.expect("X4", x4["permit_id"], soc2=set(), sox={"level_below_minimum"})
 
     # --- X5: a Level 2 permit without a rollback plan (planted request) ----------------------
-    d5 = h.certify(2)
-    req = permit_request(h.pipe, d5, at=h.clock(), hours=24, rollback_plan=None)
-    req = req.model_copy(update={"request_sha256": request_sha256(req)})
-    h.record("permit.requested", req.permit_id, req.model_dump(mode="json"))
-    h.move(req.permit_id, "permit.review_started", "requested", "in_review", "master-1")
-    view = h.pipe.permits.view(req.permit_id)
-    h.record("approval.signed", req.permit_id,
-             APPROVERS["tech_lead"].sign(view, at=h.clock()))
-    h.move(req.permit_id, "permit.approved", "in_review", "approved", "quorum")
-    h.move(req.permit_id, "permit.issued", "approved", "issued", "system")
-    assert h.authorize(h.pipe.permits.view(req.permit_id))["allowed"]
-    h.execute(req.permit_id, outcome={"test_results": {"smoke": "passed"}})
-    h.expect("X5", req.permit_id, soc2={"missing_rollback_plan"})
+    x5 = h.planted_issue(rollback_plan=None)
+    h.execute(x5, outcome={"test_results": {"smoke": "passed"}})
+    h.expect("X5", x5, soc2={"missing_rollback_plan"})
 
     # --- X6: no test evidence anywhere (planted request: the service refuses a plan without
     # test results, but history recorded elsewhere may lack them) -----------------------------
     untested = {**PLAN, "testing_evidence": {"staging_test_date": "2030-01-05T10:00:00Z"}}
-    req = permit_request(h.pipe, h.certify(2), at=h.clock(), hours=24, rollback_plan=untested)
-    req = req.model_copy(update={"request_sha256": request_sha256(req)})
-    h.record("permit.requested", req.permit_id, req.model_dump(mode="json"))
-    h.move(req.permit_id, "permit.review_started", "requested", "in_review", "master-1")
-    view = h.pipe.permits.view(req.permit_id)
-    h.record("approval.signed", req.permit_id,
-             APPROVERS["tech_lead"].sign(view, at=h.clock()))
-    h.move(req.permit_id, "permit.approved", "in_review", "approved", "quorum")
-    h.move(req.permit_id, "permit.issued", "approved", "issued", "system")
-    assert h.authorize(h.pipe.permits.view(req.permit_id))["allowed"]
-    h.execute(req.permit_id)
-    h.expect("X6", req.permit_id, soc2={"missing_test_evidence"})
+    x6 = h.planted_issue(rollback_plan=untested)
+    h.execute(x6)
+    h.expect("X6", x6, soc2={"missing_test_evidence"})
 
     # --- X7: a violation (an operation outside the permit's scope) ---------------------------
     x7 = h.approve(h.request(h.certify(2)))

@@ -131,6 +131,15 @@ class PermitRenewalRequested(Payload):
     justification: str
 
 
+class PermitExpiryWarning(Payload):
+    """A permit in force ends soon: sent at each of the policy's warning marks (30/15/5 min)."""
+
+    permit_id: str
+    expires_at: datetime
+    minutes_left: int = Field(ge=0)  # the mark reached, e.g. 30, 15 or 5
+    notify: list[str] = Field(default_factory=list)  # who is told: requester, worker, approvers
+
+
 class PermitClosureRequested(Payload):
     """The master (or worker) asks to close a permit whose execution finished."""
 
@@ -296,6 +305,21 @@ class RollbackEvent(Payload):
     reason: str = ""
 
 
+class RollbackStageReported(Payload):
+    """An executor reports how a commanded rollback goes (inbound; the service turns it into a
+    rollback.event after checking it against the rollback's state). Only executor stages: the
+    triggered and commanded stages are ours alone."""
+
+    rollback_id: str
+    stage: Literal["started", "step", "completed", "failed", "verified"]
+    executor: str
+    step: str | None = None
+    region: str | None = None
+    passed: bool | None = None  # verified: False = verification failed
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
 class EscalationRaised(Payload):
     subject_kind: Literal["permit", "rollback", "override", "approval", "monitor"]
     subject_id: str  # for "monitor": the monitored key
@@ -387,6 +411,27 @@ class KeyEvent(Payload):
     vkey: str
     previous_key_id: str | None = None
     rotation_signature: str | None = None
+
+
+class ReportGenerated(Payload):
+    """A compliance report was produced: what it covers, what it rests on, and its signature.
+
+    The report's bytes stay outside the ledger; their hash and the signature over it are here, so
+    an auditor can prove a report file is the one we produced, from the checkpoint named."""
+
+    report_id: str
+    framework: str  # sox | soc2 | hipaa | pci | gdpr
+    period_from: datetime
+    period_to: datetime
+    format: str  # the rendering hashed: json | md | csv | html
+    report_sha256: str
+    checkpoint: dict[str, Any]  # the signed checkpoint(s) the report was computed from
+    previous_report_id: str | None = None
+    population: int = Field(ge=0)
+    exceptions: int = Field(ge=0)
+    key_id: str
+    signature: str  # Ed25519 over the report's canonical bytes, base64
+    generated_by: str
 
 
 class InputRejected(Payload):

@@ -32,6 +32,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "permit.request_refused": p.PermitRequestRefused,
     "permit.renewal_requested": p.PermitRenewalRequested,
     "permit.closure_requested": p.PermitClosureRequested,
+    "permit.expiry_warning": p.PermitExpiryWarning,
     "approval.signed": p.ApprovalSigned,
     "approval.refused": p.ApprovalRefused,
     "approver.registered": p.ApproverRegistered,
@@ -42,12 +43,14 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     "metric.sample": p.MetricSample,
     "alert.received": p.AlertReceived,
     "rollback.event": p.RollbackEvent,
+    "rollback.stage_reported": p.RollbackStageReported,
     "escalation.raised": p.EscalationRaised,
     "violation.recorded": p.ViolationRecorded,
     "override.event": p.EmergencyOverride,
     "override.requested": p.OverrideRequested,
     "override.review_submitted": p.OverrideReviewSubmitted,
     "key.event": p.KeyEvent,
+    "report.generated": p.ReportGenerated,
     "input.rejected": p.InputRejected,
     "ledger.tail_truncated": p.LedgerTailTruncated,
     "subject.erased": p.SubjectErased,
@@ -61,7 +64,9 @@ INBOUND_TYPES = frozenset(
      # incident commanders override. approver.registered is NOT inbound: operators add
      # approvers with `certify approver add` (a self-registered approver could approve anything).
      "permit.requested", "permit.renewal_requested", "permit.closure_requested",
-     "authorization.requested", "override.requested", "override.review_submitted"}
+     "authorization.requested", "override.requested", "override.review_submitted",
+     # rollback executors report the stages of a commanded rollback (issue 6)
+     "rollback.stage_reported"}
 )
 
 MAX_EVENT_BYTES = 1_000_000

@@ -249,6 +249,33 @@ PROJECTIONS: tuple[Projection, ...] = (
             FROM {{src}}"""},
     ),
     Projection(
+        "rollback_reports", ("rollback.stage_reported",),
+        {"rollback_id": V, "stage": V, "executor": V, "step": V, "region": V, "passed": B,
+         "reason": V, "details": J},
+        ("rollback_id", "stage"),
+        {"rollback_reports": f"""SELECT {LEDGER}, {cols(
+            'rollback_id', 'stage', 'executor', 'step', 'region', 'passed', 'reason',
+            'details')} FROM {{src}}"""},
+    ),
+    Projection(
+        "permit_warnings", ("permit.expiry_warning",),
+        {"permit_id": V, "expires_at": V, "minutes_left": I, "notify": VL},
+        ("permit_id",),
+        {"permit_warnings": f"""SELECT {LEDGER}, {cols('permit_id', 'minutes_left', 'notify')},
+            {ts('expires_at')} FROM {{src}}"""},
+    ),
+    Projection(
+        "reports", ("report.generated",),
+        {"report_id": V, "framework": V, "period_from": V, "period_to": V, "format": V,
+         "report_sha256": V, "checkpoint": J, "previous_report_id": V, "population": I,
+         "exceptions": I, "key_id": V, "signature": V, "generated_by": V},
+        ("report_id", "framework"),
+        {"reports": f"""SELECT {LEDGER}, {cols(
+            'report_id', 'framework', 'format', 'report_sha256', 'checkpoint',
+            'previous_report_id', 'population', 'exceptions', 'key_id', 'signature',
+            'generated_by')}, {ts('period_from')}, {ts('period_to')} FROM {{src}}"""},
+    ),
+    Projection(
         "escalations", ("escalation.raised",),
         {"subject_kind": V, "subject_id": V, "reason": V, "escalate_to": VL, "severity": V,
          "code": V, "actions": VL, "details": J},

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 # Bump when a table changes shape: a file with another version must be rebuilt from the ledger.
 # 2: permit refusals/follow-ups, authorization requests, override and rollback columns, zstd.
-SCHEMA_VERSION = 2
+# 3: rollback stage reports from executors, permit expiry warnings, generated reports.
+SCHEMA_VERSION = 3
 
 # The big JSON columns (every payload; the task documents) compress about 10x better with zstd
 # than with DuckDB's default string compression, and store faster (bench: 25 MB -> 3 MB).
@@ -230,6 +231,37 @@ TABLES: dict[str, str] = {
         actor VARCHAR,
         reason VARCHAR,
         evidence JSON,""" + LEDGER_COLUMNS,
+    "rollback_reports": """
+        event_id VARCHAR NOT NULL,
+        rollback_id VARCHAR NOT NULL,
+        stage VARCHAR NOT NULL,
+        executor VARCHAR,
+        step VARCHAR,
+        region VARCHAR,
+        passed BOOLEAN,
+        reason VARCHAR,
+        details JSON,""" + LEDGER_COLUMNS,
+    "permit_warnings": """
+        event_id VARCHAR NOT NULL,
+        permit_id VARCHAR NOT NULL,
+        expires_at TIMESTAMPTZ,
+        minutes_left INTEGER,
+        notify VARCHAR[],""" + LEDGER_COLUMNS,
+    "reports": """
+        event_id VARCHAR NOT NULL,
+        report_id VARCHAR NOT NULL,
+        framework VARCHAR NOT NULL,
+        period_from TIMESTAMPTZ,
+        period_to TIMESTAMPTZ,
+        format VARCHAR,
+        report_sha256 VARCHAR,
+        checkpoint JSON,
+        previous_report_id VARCHAR,
+        population BIGINT,
+        exceptions BIGINT,
+        key_id VARCHAR,
+        signature VARCHAR,
+        generated_by VARCHAR,""" + LEDGER_COLUMNS,
     "escalations": """
         event_id VARCHAR NOT NULL,
         subject_kind VARCHAR NOT NULL,

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from events.payloads import ApprovalSigned, ApproverRegistered
 from events.signing import SigningError, canonical_approval, key_id_for, verify
 from rules.governance import Governance, PermitType
-from rules.permits import LIVE_STATES, DecisionInfo, Permit, Refusal
+from rules.permits import LIVE_STATES, DecisionInfo, Permit, Refusal, transition
 
 CAB_ROLE = "change_advisory_board"
 MAX_CLOCK_SKEW = timedelta(minutes=5)  # an approval may not be dated further ahead than this
@@ -212,6 +212,10 @@ def check_approval(a: ApprovalSigned, permit: Permit | None, registry: Registry,
         return signed
     if a.decided_at > now + MAX_CLOCK_SKEW:
         return Refusal("approval.future_dated", "decided_at lies in the future")
+    renewal = permit.pending_renewal
+    if renewal is not None and a.request_sha256 == renewal.request_sha256 and \
+            a.decision in ("approve", "deny"):
+        return _check_renewal_decision(a, permit, governance, now)
     if a.request_sha256 != permit.request_sha256:
         return Refusal("approval.request_changed",
                        "the approval is for another version of the request (request_sha256 "
@@ -267,4 +271,40 @@ def _check_review_decision(a: ApprovalSigned, permit: Permit, now: datetime) -> 
                     return Refusal("approval.out_of_order",
                                    f"{permit.permit_type} approvals are sequential: "
                                    f"{expected} next")
+    return None
+
+
+def _check_renewal_decision(a: ApprovalSigned, permit: Permit, governance: Governance,
+                            now: datetime) -> Refusal | None:
+    """An approve/deny signed over the pending renewal's hash (facts §9.2: renewals of
+    standard and advanced permits need approval). The permit's own quorum decides; with
+    `renewal_approvers = "original"` only those who approved the permit may sign; the
+    approvals count until the permit's current end."""
+    renewal = permit.pending_renewal
+    assert renewal is not None
+    if a.approver_id in (permit.requested_by, permit.worker_id, renewal.requested_by):
+        return Refusal("approval.self_approval",
+                       f"{a.approver_id!r} requested (or works under) this permit and cannot "
+                       "decide on its renewal")
+    spec = permit.quorum
+    if spec is None or a.approver_role not in spec.eligible:
+        roles = ", ".join(sorted(spec.eligible)) if spec else "none"
+        return Refusal("approval.wrong_role",
+                       f"{a.approver_role!r} cannot decide on a {permit.permit_type} renewal "
+                       f"(roles: {roles})")
+    if now >= permit.scope.not_after:
+        return Refusal("approval.deadline_passed",
+                       "renewal approvals count until the permit's end, "
+                       f"{permit.scope.not_after.isoformat()}")
+    if isinstance(transition(governance.permit_lifecycle, permit.state, "renew"), Refusal):
+        return Refusal("approval.not_in_review",
+                       f"the permit is {permit.state}: its renewal cannot be decided now")
+    if a.approver_id in {x.approver_id for x in renewal.approvals}:
+        return Refusal("approval.duplicate_approver",
+                       f"{a.approver_id!r} has already decided on renewal {renewal.number}")
+    ptype = governance.permit_type(permit.permit_type)
+    if ptype.renewal_approvers == "original" and a.approver_id not in permit.approvers:
+        return Refusal("approval.not_original_approver",
+                       f"{permit.permit_type} renewals are approved by the permit's own "
+                       f"approvers ({', '.join(permit.approvers) or 'none'})")
     return None

@@ -167,6 +167,9 @@ class PermitType(_Data):
     max_duration_hours: Positive  # total lifetime cap, renewals included
     renewable: bool
     renewal_requires_approval: bool
+    # who signs a renewal that needs approval: any approver eligible for the permit, or only
+    # those who approved it (facts §9.2 "same approvers")
+    renewal_approvers: Literal["any", "original"] = "any"
     max_renewals: Count
     auto_approve_eligible: bool
     single_use: bool

@@ -8,13 +8,16 @@ stable code and a reason. No I/O, no clock: time is an argument.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from events import format_time
 from events.payloads import CertificationDecided, OverrideScope, PermitRequested, PermitScope
+from events.signing import canonical_json
 from rules.governance import Governance, PermitLifecycle, PermitType
 from rules.rollback_plans import validate_plan
 from rules.scoring_model import normalise_name
@@ -200,6 +203,27 @@ class Approval:
 
 
 @dataclass(frozen=True)
+class PendingRenewal:
+    """A renewal that waits for the permit's quorum (types with renewal_requires_approval).
+
+    `document` is what the approvers sign (through its hash, `request_sha256`): the renewal
+    request bound to this permit, to its request version, to the renewal's number and to the
+    end it extends, so that an approval of one renewal never counts for another."""
+
+    number: int
+    document: Mapping[str, Any]
+    request_sha256: str
+    requested_by: str
+    requested_at: datetime
+    extension_hours: float
+    approvals: tuple[Approval, ...] = ()
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        return tuple(a.approver_id for a in self.approvals if a.decision == "approve")
+
+
+@dataclass(frozen=True)
 class Permit:
     permit_id: str
     permit_type: str
@@ -231,6 +255,9 @@ class Permit:
     windows: Mapping[str, Any] = field(default_factory=dict)  # rules.triggers WindowState
     reason: str = ""
     history: tuple[dict[str, Any], ...] = ()
+    pending_renewal: PendingRenewal | None = None
+    # the most urgent expiry warning sent for the current end: (not_after, minutes_left)
+    warned: tuple[datetime, int] | None = None
 
     @property
     def approvers(self) -> tuple[str, ...]:
@@ -372,10 +399,15 @@ def check_renewal(permit: Permit, ptype: PermitType, lifecycle: PermitLifecycle,
     """The new end of the window, or why not (permit-workflow expiration_policies, facts §9.2).
 
     Renewal is allowed within `renewal_window_hours` of the end, up to `max_renewals`, and the
-    whole lifetime stays within `max_duration_hours`; new end = old + min(asked, default)."""
+    whole lifetime stays within `max_duration_hours`; new end = old + min(asked, default).
+    Whether the renewal then needs the quorum again is `ptype.renewal_requires_approval`
+    (the caller's next step: `renewal_document`, then `rules.approvals` over its hash)."""
     moved = transition(lifecycle, permit.state, "renew")
     if isinstance(moved, Refusal):
         return moved
+    if permit.pending_renewal is not None:
+        return Refusal("permit.renewal_pending",
+                       f"renewal {permit.pending_renewal.number} is waiting for its approvals")
     if permit.emergency:
         return Refusal("permit.renew_by_new_override",
                        "an emergency override is continued by a new override (C-18)")
@@ -391,13 +423,58 @@ def check_renewal(permit: Permit, ptype: PermitType, lifecycle: PermitLifecycle,
     if now < end - timedelta(hours=lifecycle.renewal_window_hours):
         return Refusal("permit.renewal_too_early",
                        f"renewal opens {lifecycle.renewal_window_hours:g} h before the end")
-    if ptype.renewal_requires_approval:
-        return Refusal("permit.renewal_needs_approval",
-                       f"{ptype.id} renewals need their approvers again: request a new permit")
-    new_end = end + timedelta(hours=min(extension_hours, ptype.default_duration_hours))
-    cap = permit.scope.not_before + timedelta(hours=ptype.max_duration_hours)
-    new_end = min(new_end, cap)
+    new_end = renewed_end(permit, ptype, extension_hours)
     if new_end <= end:
         return Refusal("permit.renewals_exhausted",
                        f"a {ptype.id} permit lives at most {ptype.max_duration_hours:g} h")
     return new_end
+
+
+def renewed_end(permit: Permit, ptype: PermitType, extension_hours: float) -> datetime:
+    """old end + min(asked, default duration), the whole lifetime within max_duration_hours."""
+    new_end = permit.scope.not_after + timedelta(
+        hours=min(extension_hours, ptype.default_duration_hours))
+    return min(new_end, permit.scope.not_before + timedelta(hours=ptype.max_duration_hours))
+
+
+def renewal_document(permit: Permit, requested_by: str, extension_hours: float,
+                     justification: str, requested_at: datetime) -> dict[str, Any]:
+    """What approvers of a renewal sign (its hash): recorded facts only, no policy numbers, so
+    the fold rebuilds the same document after a restart even if the policy changed."""
+    return {"kind": "permit.renewal", "permit_id": permit.permit_id,
+            "permit_request_sha256": permit.request_sha256, "renewal": permit.renewals + 1,
+            "requested_by": requested_by, "extension_hours": extension_hours,
+            "justification": justification, "requested_at": format_time(requested_at),
+            "not_after": format_time(permit.scope.not_after)}
+
+
+def renewal_sha256(document: Mapping[str, Any]) -> str:
+    """SHA-256 hex of the RFC 8785 form of a renewal document (what approvals are signed over;
+    clients recompute it from the document the server shows)."""
+    return hashlib.sha256(canonical_json(dict(document))).hexdigest()
+
+
+# --- expiry warnings -----------------------------------------------------------------------
+
+
+def expiry_warning_due(permit: Permit, lifecycle: PermitLifecycle) -> datetime | None:
+    """When the next expiry warning of the permit's current end is due (None: no more)."""
+    if permit.state not in ACTIVE_STATES:
+        return None
+    end = permit.scope.not_after
+    sent = permit.warned[1] if permit.warned and permit.warned[0] == end else None
+    marks = [m for m in lifecycle.expiry_warning_minutes if sent is None or m < sent]
+    return end - timedelta(minutes=marks[0]) if marks else None
+
+
+def expiry_warning_mark(permit: Permit, lifecycle: PermitLifecycle, now: datetime
+                        ) -> int | None:
+    """The mark to warn at now: the most urgent one reached and not yet sent for this end
+    (a late tick sends one warning, the nearest, not every mark it slept through)."""
+    if permit.state not in ACTIVE_STATES or now >= permit.scope.not_after:
+        return None
+    end = permit.scope.not_after
+    sent = permit.warned[1] if permit.warned and permit.warned[0] == end else None
+    reached = [m for m in lifecycle.expiry_warning_minutes
+               if end - timedelta(minutes=m) <= now and (sent is None or m < sent)]
+    return min(reached) if reached else None

@@ -55,6 +55,7 @@ from rules.permits import (
     Approval,
     AuditSpec,
     DecisionInfo,
+    PendingRenewal,
     Permit,
     Refusal,
     Scope,
@@ -63,6 +64,11 @@ from rules.permits import (
     audit_spec,
     check_renewal,
     check_request,
+    expiry_warning_due,
+    expiry_warning_mark,
+    renewal_document,
+    renewal_sha256,
+    renewed_end,
     transition,
 )
 from rules.policy import Policy
@@ -74,6 +80,8 @@ HANDLED_TYPES = frozenset({
     "permit.requested", "permit.renewal_requested", "permit.closure_requested",
     "approval.signed", "authorization.requested", "override.requested",
     "override.review_submitted", "execution.reported", "metric.sample"})
+# permit.request_refused codes that end a pending renewal (others refuse a new request only)
+RENEWAL_ENDINGS = frozenset({"permit.renewal_denied", "permit.renewal_lapsed"})
 
 
 @dataclass
@@ -159,6 +167,10 @@ class PermitService:
         elif kind in ("approval.refused", "permit.request_refused"):
             if e.causation_id:
                 self.seen.add(e.causation_id)
+            if kind == "permit.request_refused" and e.payload.get("code") in RENEWAL_ENDINGS:
+                self._end_renewal(e.payload.get("permit_id"))
+        elif kind == "permit.expiry_warning":
+            self._fold_warning(p.PermitExpiryWarning.model_validate(e.payload))
         elif kind == "override.requested":
             self.seen.add(e.event_id)
             self.signatures.add(e.payload.get("signature", ""))
@@ -168,8 +180,10 @@ class PermitService:
             self._fold_sample(p.MetricSample.model_validate(e.payload))
         elif kind == "escalation.raised":
             self._fold_escalation(p.EscalationRaised.model_validate(e.payload))
-        elif kind in ("permit.renewal_requested", "permit.closure_requested",
-                      "override.review_submitted"):
+        elif kind == "permit.renewal_requested":
+            self.seen.add(e.event_id)
+            self._fold_renewal_request(e, p.PermitRenewalRequested.model_validate(e.payload))
+        elif kind in ("permit.closure_requested", "override.review_submitted"):
             self.seen.add(e.event_id)
 
     def _put(self, permit: Permit) -> None:
@@ -217,6 +231,7 @@ class PermitService:
             changes["finished_at"] = e.occurred_at
         elif e.type == "permit.renewed":
             changes["renewals"] = permit.renewals + 1
+            changes["pending_renewal"] = None
             changes["scope"] = replace(permit.scope,
                                        not_after=datetime.fromisoformat(d["not_after"]))
         entry = {"event": e.type, "from": t["from_state"], "to": t["to_state"],
@@ -232,7 +247,38 @@ class PermitService:
         approval = Approval(approver_id=a.approver_id, role=a.approver_role,
                             decision=a.decision, decided_at=a.decided_at,
                             recorded_at=e.occurred_at, key_id=a.key_id, signature=a.signature)
+        renewal = permit.pending_renewal
+        if renewal is not None and a.request_sha256 == renewal.request_sha256:
+            renewal = replace(renewal, approvals=(*renewal.approvals, approval))
+            self._put(replace(permit, pending_renewal=renewal))
+            return
         self._put(replace(permit, approvals=(*permit.approvals, approval)))
+
+    def _fold_renewal_request(self, e: Envelope, r: p.PermitRenewalRequested) -> None:
+        """A recorded renewal request was accepted: it waits for approvals until permit.renewed
+        (at once for types that renew without approval) or its denial / lapse."""
+        permit = self.permits.get(r.permit_id)
+        if permit is None:
+            return
+        document = renewal_document(permit, r.requested_by, r.extension_hours, r.justification,
+                                    e.occurred_at)
+        self._put(replace(permit, pending_renewal=PendingRenewal(
+            number=document["renewal"], document=document,
+            request_sha256=renewal_sha256(document), requested_by=r.requested_by,
+            requested_at=e.occurred_at, extension_hours=r.extension_hours)))
+
+    def _end_renewal(self, permit_id: Any) -> None:
+        permit = self.permits.get(permit_id) if isinstance(permit_id, str) else None
+        if permit is not None and permit.pending_renewal is not None:
+            self._put(replace(permit, pending_renewal=None))
+
+    def _fold_warning(self, w: p.PermitExpiryWarning) -> None:
+        permit = self.permits.get(w.permit_id)
+        if permit is None:
+            return
+        sent = permit.warned
+        if sent is None or sent[0] != w.expires_at or w.minutes_left < sent[1]:
+            self._put(replace(permit, warned=(w.expires_at, w.minutes_left)))
 
     def _fold_override(self, e: Envelope, o: p.EmergencyOverride) -> None:
         state = self.overrides.get(o.override_id)
@@ -507,10 +553,13 @@ class PermitService:
             return self._refuse_approval(e, a.permit_id, a.approver_id, refusal,
                                          a.model_dump(mode="json"), now)
         assert permit is not None
+        renewal = permit.pending_renewal
         out: list[Envelope] = []
         self._emit(e, out)
         pid = a.permit_id
-        if a.decision == "approve":
+        if renewal is not None and a.request_sha256 == renewal.request_sha256:
+            self._renewal_decided(pid, a, now, out, e)
+        elif a.decision == "approve":
             permit = self.permits[pid]
             assert permit.quorum is not None
             approves = [(x.approver_id, x.role) for x in permit.approvals
@@ -533,6 +582,42 @@ class PermitService:
             self._move(pid, "resume", now, out, actor=a.approver_id, cause=e,
                        reason=a.comments or f"resumed by {a.approver_role}")
         return Result(out, None, pid)
+
+    def _renewal_decided(self, pid: str, a: p.ApprovalSigned, now: datetime,
+                         out: list[Envelope], e: Envelope) -> None:
+        """An accepted decision on the pending renewal: its quorum renews; a denial ends the
+        renewal (the permit runs on to its current end)."""
+        permit = self.permits[pid]
+        renewal = permit.pending_renewal
+        assert renewal is not None and permit.quorum is not None
+        if a.decision == "deny":
+            self._renewal_refused(permit, "permit.renewal_denied",
+                                  f"renewal {renewal.number} denied by {a.approver_role} "
+                                  f"{a.approver_id}" + (f": {a.comments}" if a.comments else ""),
+                                  now, out, e, f"{e.event_id}:refused")
+            return
+        approves = [(x.approver_id, x.role) for x in renewal.approvals if x.decision == "approve"]
+        if missing_approvals(permit.quorum, approves):
+            return
+        new_end = renewed_end(permit, self.gov.permit_type(permit.permit_type),
+                              renewal.extension_hours)
+        self._move(pid, "renew", now, out, actor="quorum", cause=e,
+                   reason=str(renewal.document["justification"]),
+                   details={"not_after": new_end.isoformat(), "renewal": renewal.number,
+                            "approval": "quorum", "renewal_sha256": renewal.request_sha256,
+                            "approvers": [w for w, _ in approves],
+                            "roles": [r for _, r in approves]})
+
+    def _renewal_refused(self, permit: Permit, code: str, message: str, now: datetime,
+                         out: list[Envelope], cause: Envelope | None, event_id: str) -> None:
+        renewal = permit.pending_renewal
+        assert renewal is not None
+        payload = p.PermitRequestRefused(
+            permit_id=permit.permit_id, requested_by=renewal.requested_by, code=code,
+            message=message, request={**renewal.document,
+                                      "request_sha256": renewal.request_sha256})
+        self._emit(self._event("permit.request_refused", permit.permit_id, payload, now,
+                               event_id, cause), out)
 
     def _on_override(self, e: Envelope, req: p.OverrideRequested, now: datetime) -> Result:
         recent = [o.granted_at for o in self.overrides.values()]
@@ -606,13 +691,16 @@ class PermitService:
         elif not r.justification.strip():
             refusal = Refusal("permit.justification_missing", "justification: required")
         else:
-            new_end = check_renewal(permit, self.gov.permit_type(permit.permit_type),
-                                    self.lifecycle, r.extension_hours, now)
+            ptype = self.gov.permit_type(permit.permit_type)
+            new_end = check_renewal(permit, ptype, self.lifecycle, r.extension_hours, now)
             if not isinstance(new_end, Refusal):
                 out: list[Envelope] = []
-                self._emit(e, out)
-                self._move(r.permit_id, "renew", now, out, actor=r.requested_by, cause=e,
-                           reason=r.justification, details={"not_after": new_end.isoformat()})
+                self._emit(e, out)  # (folded: the renewal is pending)
+                if not ptype.renewal_requires_approval:
+                    self._move(r.permit_id, "renew", now, out, actor=r.requested_by, cause=e,
+                               reason=r.justification,
+                               details={"not_after": new_end.isoformat(),
+                                        "renewal": permit.renewals + 1, "approval": "none"})
                 return Result(out, None, r.permit_id)
             refusal = new_end
         return self._refuse_request(e, r.model_dump(mode="json"), refusal, now)
@@ -765,6 +853,11 @@ class PermitService:
         due: list[tuple[datetime, str, str]] = []
         for pid in self.live:
             permit = self.permits[pid]
+            if permit.pending_renewal is not None:
+                due.append((permit.scope.not_after, "renewal_lapse", pid))
+            warning = expiry_warning_due(permit, self.lifecycle)
+            if warning is not None and warning < permit.scope.not_after:
+                due.append((warning, "expiry_warning", pid))
             if permit.state == "in_review" and permit.approval_deadline is not None:
                 due.append((permit.approval_deadline, "approval_deadline", pid))
             elif permit.emergency and permit.state in LIVE_STATES:
@@ -810,6 +903,17 @@ class PermitService:
             elif kind == "close":
                 self._move(subject, "close", now, out, actor=SYSTEM,
                            reason="permit window ended after execution")
+            elif kind == "expiry_warning":
+                self._warn(subject, now, out)
+            elif kind == "renewal_lapse":
+                permit = self.permits[subject]
+                if permit.pending_renewal is not None:
+                    number = permit.pending_renewal.number
+                    self._renewal_refused(
+                        permit, "permit.renewal_lapsed",
+                        f"renewal {number} was not approved before the permit's end "
+                        f"{format_time(at)}", now, out, None,
+                        f"{subject}:renewal:{number}:lapsed")
             elif kind == "review_due":
                 state = self.overrides[subject]
                 self._escalate("override", subject, "override.review_overdue",
@@ -818,6 +922,22 @@ class PermitService:
                                f"{format_time(state.review_due_at)}",
                                ["incident_commander", "engineering_director"], "high", now, out)
         return out
+
+    def _warn(self, permit_id: str, now: datetime, out: list[Envelope]) -> None:
+        """permit.expiry_warning at the policy's marks (governance permit_lifecycle
+        expiry_warning_minutes), once per mark and end: the id names both, the fold remembers
+        the last mark sent, so a replay or a restart never warns twice."""
+        permit = self.permits[permit_id]
+        mark = expiry_warning_mark(permit, self.lifecycle, now)
+        if mark is None:
+            return
+        end = permit.scope.not_after
+        notify = list(dict.fromkeys(x for x in (permit.requested_by, permit.worker_id,
+                                                *permit.approvers) if x))
+        payload = p.PermitExpiryWarning(permit_id=permit_id, expires_at=end, minutes_left=mark,
+                                        notify=notify)
+        self._emit(self._event("permit.expiry_warning", permit_id, payload, now,
+                               f"{permit_id}:expiry_warning:{format_time(end)}:{mark}"), out)
 
     def _deadline_passed(self, permit_id: str, now: datetime, out: list[Envelope]) -> None:
         permit = self.permits[permit_id]
@@ -879,6 +999,17 @@ class PermitService:
             "finished_at": _t(permit.finished_at), "renewals": permit.renewals,
             "emergency": permit.emergency, "incident_ticket": permit.incident_ticket,
             "reason": permit.reason,
+            "pending_renewal": None if permit.pending_renewal is None else {
+                "renewal": permit.pending_renewal.number,
+                "document": dict(permit.pending_renewal.document),
+                "request_sha256": permit.pending_renewal.request_sha256,
+                "requested_at": _t(permit.pending_renewal.requested_at),
+                "approvals": [{"approver_id": a.approver_id, "role": a.role,
+                               "decision": a.decision, "recorded_at": _t(a.recorded_at)}
+                              for a in permit.pending_renewal.approvals],
+                "missing": missing_approvals(permit.quorum, [
+                    (a.approver_id, a.role) for a in permit.pending_renewal.approvals
+                    if a.decision == "approve"]) if permit.quorum else []},
             "audit": {"level": permit.audit.level,
                       "retention_class": permit.audit.retention_class,
                       "retention_days": permit.audit.retention_days},

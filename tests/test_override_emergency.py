@@ -59,6 +59,9 @@ def test_an_override_grants_level_3_for_60_minutes_then_revokes_itself(pipe):
     assert (view["state"], view["level"], view["emergency"]) == ("issued", 3, True)
 
     assert authorize(pipe, permit_id, T0 + timedelta(minutes=5)).allowed
+    warned = pipe.tick(T0 + timedelta(minutes=59, seconds=59))  # a late tick: one warning
+    assert [(e.type, e.payload["minutes_left"]) for e in warned] == [
+        ("permit.expiry_warning", 5)]
     assert pipe.tick(T0 + timedelta(minutes=59, seconds=59)) == []
     events = pipe.tick(T0 + timedelta(minutes=60))
     assert [e.type for e in events] == ["permit.revoked", "override.event"]

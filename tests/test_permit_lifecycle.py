@@ -218,7 +218,8 @@ def _issued(pipe, level, hours):
     P(1, 168, 169, 24, "permit.expired", id="after the end"),
     P(1, 168, 167, 500, "+168", id="at most the default duration"),
     P(1, 719, 718, 24, "+1", id="capped by the 720 h lifetime"),
-    P(2, 24, 23, 24, "permit.renewal_needs_approval", id="L2 renewal needs approvers"),
+    P(2, 24, 23, 24, "+24", id="L2 in its last 2 h (then its quorum: test_permit_renewals)"),
+    P(3, 8, 7, 24, "+8", id="L3 at most the default duration"),
     P(4, 4, 3, 4, "permit.not_renewable", id="master permits do not renew"),
 ])
 def test_renewal_rules(level, hours, at_hours, ask, expect):

@@ -17,13 +17,14 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from events import format_time
 from events.signing import SigningError, canonical_approval
 from events.signing import verify as verify_signature
+from ledger.errors import LedgerError
 from projections import DEFAULT_RETENTION_DAYS
 from reports import metrics as metrics_module
 from reports import sample as sampling
@@ -39,8 +40,12 @@ from reports.evidence import (
 )
 from reports.frameworks import EXCEPTIONS, Framework
 from reports.registry import Registry
+from reports.signature import Recorder, dumps, sign
 from reports.sqlfiles import named, run
 from rules.governance import Governance
+
+if TYPE_CHECKING:
+    from ledger.keys import SigningKey
 
 FORMAT = "worker-certification-report/1"
 PROOF_MODES = ("all", "tested", "none")
@@ -71,6 +76,12 @@ class ReportContext:
     sample_size: int | None = None
     proofs: str = "all"  # all | tested (sample + exceptions) | none
     verify_signatures: bool = False
+    # Signing: with a signer the report is signed (reports/signature.py); with `record` too,
+    # a report.generated event is recorded before the report is registered.
+    signer: SigningKey | None = None
+    record: Recorder | None = None
+    generated_by: str = ""
+    json_bytes: bytes | None = None  # out: the JSON rendering, as signed and registered
 
 
 def _t(value: Any) -> Any:
@@ -429,16 +440,30 @@ def canonical_bytes(document: dict[str, Any]) -> bytes:
 def _register(document: dict[str, Any], ctx: ReportContext, fw: Framework, start: datetime,
               end: datetime) -> None:
     """Name the report by what it says (framework, period, checkpoints, population,
-    exceptions, sample) and, with a registry, store it and append its entry."""
+    exceptions, sample); with a signer, sign it and record report.generated (reports/
+    signature.py); with a registry, store it and append its entry."""
     core = {k: document[k] for k in ("framework", "period", "generated_at", "checkpoints",
                                      "exceptions", "sample")}
     core["population"] = {k: document["population"][k] for k in ("count", "digest")}
     digest = hashlib.sha256(canonical_bytes(core)).hexdigest()
     report_id = f"{fw.key}-{start:%Y%m%d}-{end:%Y%m%d}-{digest[:12]}"
     document["report_id"] = report_id
+    if ctx.signer is not None:
+        partitions = document["ledger"]["partitions"] or None
+        try:
+            rendered = sign(document, ctx.signer, partitions=partitions, record=ctx.record,
+                            generated_by=ctx.generated_by)
+        except (LedgerError, OSError) as error:
+            raise ReportError(f"the report could not be recorded in the ledger ({error})",
+                              "reports.not_recorded") from None
+    elif ctx.registry is not None:
+        rendered = dumps(document)
+    else:
+        return
+    ctx.json_bytes = rendered + b"\n"
     if ctx.registry is None:
         return
-    data = canonical_bytes(document) + b"\n"
+    data = ctx.json_bytes
     entry = {"report_id": report_id, "framework": fw.key, "from": document["period"]["from"],
              "to": document["period"]["to"], "generated_at": document["generated_at"],
              "population": document["population"]["count"],
@@ -447,4 +472,7 @@ def _register(document: dict[str, Any], ctx: ReportContext, fw: Framework, start
              "checkpoints": {str(c["partition"]): {"size": c["size"], "root": c["root"],
                                                    "note": c["note"]}
                              for c in document["checkpoints"]}}
+    signature = document.get("signature")
+    if signature is not None:
+        entry["signature"] = {k: signature[k] for k in ("sha256", "key_id", "value", "ledger")}
     ctx.registry.add(entry, data)

@@ -68,6 +68,15 @@ class Registry:
         finally:
             os.close(fd)
 
+    def raw(self, report_id: str) -> bytes | None:
+        """The stored bytes of a report (its JSON rendering, as signed)."""
+        if not _ID.match(report_id):
+            return None
+        try:
+            return (self.dir / f"{report_id}.json").read_bytes()
+        except FileNotFoundError:
+            return None
+
     def load(self, report_id: str) -> dict[str, Any] | None:
         if not _ID.match(report_id):
             return None

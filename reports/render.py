@@ -155,7 +155,20 @@ def _summary(document: dict[str, Any]) -> list[tuple[str, str]]:
             + ")" if document["exceptions"]["count"] else "")),
         ("Sample", (f"{document['sample']['size']} of {document['population']['count']} "
                     f"(seed {document['sample']['seed']})")),
+        ("Signature", _signature(document.get("signature"))),
     ]
+
+
+def _signature(block: dict[str, Any] | None) -> str:
+    if not block:
+        return "not signed"
+    where = block.get("ledger") or {}
+    recorded = (f"; recorded as {where.get('type')} {where.get('event_id')} at "
+                f"p{where.get('partition')}#{where.get('index')}") if where else \
+        "; not recorded in the ledger"
+    return (f"Ed25519 by {block['vkey']} over the JSON rendering of this report (sha256 "
+            f"{block['sha256']}): {block['value']}{recorded}. Check the JSON file with "
+            "`certify report verify`")
 
 
 # --- Markdown ----------------------------------------------------------------------------------

@@ -58,7 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("report", help="compliance report (SOX, SOC 2, HIPAA, PCI DSS, GDPR) with "
                        "the ledger evidence behind every line")
-    p.add_argument("framework", choices=FRAMEWORK_NAMES)
+    p.add_argument("framework", choices=(*FRAMEWORK_NAMES, "verify"),
+                   help="the framework, or `verify FILE`: check a report file's signature and "
+                   "that the ledger records it")
+    p.add_argument("file", nargs="?", help="verify: the report file (its JSON rendering)")
     p.add_argument("--from", dest="start", help="first day (YYYY-MM-DD) or ISO time (default: "
                    "30 days before --to)")
     p.add_argument("--to", dest="end", help="last day, included (YYYY-MM-DD), or ISO time, "
@@ -80,7 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a ledger verifier key (name+id+key) the checkpoints must chain to "
                    "(default: the local ledger signing key's, when it is there)")
     p.add_argument("--no-register", action="store_true",
-                   help="do not record the report in the registry (no consistency chain)")
+                   help="do not register the report nor record it in the ledger (no "
+                   "consistency chain; still signed when the ledger key is here)")
+    p.add_argument("--ledger", help="verify: the ledger folder (default: the data dir's; "
+                   "'none' checks the signature against --trusted-key only)")
+    p.add_argument("--json", action="store_true", help="verify: the verdict as JSON")
     p.add_argument("--no-catch-up", action="store_true",
                    help="read the projections as they are (do not project new entries first)")
     p.add_argument("--db", help="read this DuckDB file (e.g. a published snapshot) instead of "
@@ -152,6 +159,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rules.policy import PolicyError
     from streams.cli import _policy
 
+    if args.framework == "verify":
+        return cmd_verify(args)
+    if args.file:
+        raise Problem(f"unexpected argument {args.file!r} (only `report verify` takes a file)",
+                      EXIT_INPUT)
     if args.sample_size is not None and args.sample_size < 0:
         raise Problem("--sample-size: 0 or more", EXIT_INPUT)
     if args.url:
@@ -173,12 +185,112 @@ def cmd_report(args: argparse.Namespace) -> int:
             now=parse_moment(args.as_of, what="--as-of") if args.as_of else now,
             seed=args.seed, sample_size=args.sample_size, proofs=args.proofs,
             verify_signatures=args.verify_signatures)
+        if ledger_dir is not None:
+            context.signer = _signer(settings)
+            if context.signer is not None and not args.no_register:
+                context.record = _recorder(settings, context.signer)
+                context.generated_by = _who()
         document = build_report(con, framework(args.framework), start, end, context=context)
     finally:
         con.close()
-    _write(render(document, args.format, section=args.section), args.out)
+    if context.record is not None and not args.db and not args.no_catch_up:
+        _catch_up(settings)  # the report.generated entry reaches the projections now
+    if args.format == "json" and context.json_bytes is not None:
+        _write(context.json_bytes.decode("utf-8"), args.out)  # the bytes signed and registered
+    else:
+        _write(render(document, args.format, section=args.section), args.out)
     _say(document, args.out)
     return EXIT_OK
+
+
+def _signer(settings: Any) -> Any:
+    """The ledger's signing key, when this host has it (else the report is not signed)."""
+    from ledger import LedgerError, SigningKey
+
+    if not settings.signing_key_path.exists():
+        print(f"certify: no ledger signing key at {settings.signing_key_path}: the report is "
+              "not signed", file=sys.stderr)
+        return None
+    try:
+        return SigningKey.load(settings.signing_key_path)
+    except (LedgerError, OSError, ValueError) as error:
+        raise Problem(f"ledger signing key {settings.signing_key_path}: {error}") from None
+
+
+def _who() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"certify report (cli, {user}@{socket.gethostname()})"
+
+
+def _recorder(settings: Any, signer: Any) -> Callable[[Any], int | None]:
+    """Append report.generated to the local ledger (its partition chosen as every event's, by
+    subject) and sign a checkpoint over it, so the report can be verified at once."""
+    def record(event: Any) -> int | None:
+        from ledger import Ledger, LedgerError, partition_for
+        from reports.evidence import partitions
+        from streams.embedded import ledger_record
+
+        count = partitions(settings.ledger_dir)
+        try:
+            ledger = Ledger.open(settings.ledger_dir, signer=signer, origin=settings.origin,
+                                 partitions=count)
+        except LedgerError as error:
+            if error.code == "ledger.locked":
+                raise Problem(f"{settings.ledger_dir}: the ledger is held by another process "
+                              "(while `certify serve` runs, use --url)") from None
+            raise
+        try:
+            result = ledger.append(partition_for(event.subject, count), ledger_record(event))
+            ledger.checkpoint_now()
+        finally:
+            ledger.close()
+        return result.index
+    return record
+
+
+def _catch_up(settings: Any) -> None:
+    import duckdb
+
+    from projections import ProjectionError, project
+
+    with contextlib.suppress(duckdb.Error, ProjectionError, OSError):
+        project(settings.ledger_dir, settings.duckdb_path)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """`certify report verify FILE`: 0 verified, 1 not verified, 2/3 bad input/environment."""
+    from reports.signature import verify_report
+
+    if not args.file:
+        raise Problem("report verify: give the report file", EXIT_INPUT)
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as error:
+        raise Problem(f"{args.file}: {error.strerror or error}", EXIT_INPUT) from None
+    from streams.cli import _settings
+
+    settings = _settings(args)
+    ledger_dir: Path | None = None
+    if args.ledger != "none":
+        ledger_dir = Path(args.ledger) if args.ledger else settings.ledger_dir
+        if not ledger_dir.is_dir():
+            raise Problem(f"{ledger_dir}: no ledger here (give --ledger DIR, or --ledger none "
+                          "with --trusted-key)")
+    verdict = verify_report(data, ledger_dir=ledger_dir, trusted=_trusted(args, settings))
+    if args.json:
+        sys.stdout.write(json.dumps(verdict.to_dict(), indent=2) + "\n")
+    else:
+        for c in verdict.checks:
+            print(f"{'ok  ' if c['passed'] else 'FAIL'} {c['check']}: {c['detail']}")
+        print(f"report {verdict.report_id or '?'}: "
+              f"{'VERIFIED' if verdict.verified else 'NOT VERIFIED'}")
+    return EXIT_OK if verdict.verified else 1
 
 
 def _say(document: dict[str, Any], out: str | None) -> None:

@@ -463,6 +463,27 @@ async def make_report(request: web.Request) -> web.Response:
         trusted=source.trusted, book=source.book, now=as_of, seed=_opt(body, "seed"),
         sample_size=size, proofs=str(body.get("proofs", "all")),
         verify_signatures=bool(body.get("verify_signatures", False)))
+    # Signed with the ledger's key and recorded as report.generated through the Pipeline (on
+    # this loop, like every other event), before the report is registered.
+    ledger = getattr(getattr(getattr(service, "_record", None), "__self__", None), "ledger",
+                     None)
+    if ledger is not None and hasattr(service, "record"):
+        loop = asyncio.get_running_loop()
+
+        async def on_loop(event: Any) -> int | None:
+            from ledger import partition_for
+
+            partition = partition_for(event.subject, ledger.partitions)
+            fresh = service.record(event)
+            return ledger.size(partition) - 1 if fresh else None
+
+        def record(event: Any) -> int | None:
+            index = asyncio.run_coroutine_threadsafe(on_loop(event), loop).result(timeout=60)
+            ledger.checkpoint_now()  # signed at once: the report verifies as soon as it is out
+            return index
+
+        context.signer, context.record = ledger.signer, record
+        context.generated_by = f"certify serve ({request.remote or 'unknown'} POST /reports)"
 
     def work() -> dict[str, Any]:
         con = source.connection()
@@ -507,6 +528,11 @@ async def get_report(request: web.Request) -> web.Response:
     if document is None:
         raise web.HTTPNotFound()
     section = request.query.get("section", "changes")
+    stored = registry.raw(report_id) if registry and fmt == "json" else None
+    if stored is not None:  # the bytes that were signed, as they were signed
+        return web.Response(body=stored, content_type=CONTENT_TYPES[fmt], charset="utf-8",
+                            headers={"Content-Disposition":
+                                     f'attachment; filename="{report_id}.json"'})
     try:
         text = render(document, fmt, section=section)
     except ValueError as error:

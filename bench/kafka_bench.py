@@ -198,15 +198,29 @@ class Worker:
         self.directory = directory
         self.prefix = prefix
         self.projected: dict[str, float] = {}  # task id -> wall time its decision was in DuckDB
-        self.entries = 0
+        self.appended: dict[int, list[tuple[int, str | None]]] = {}  # partition -> entries
+        self.done: dict[int, int] = {}  # partition -> entries of `appended` in DuckDB
+        self.entries = 0  # entries this worker appended that are in DuckDB
         self.first_batch: float | None = None
 
-    def on_projected(self, entries: list[Any]) -> None:
-        now = time.time()
-        self.entries += len(entries)
-        for entry in entries:
-            if entry.event["type"] == "certification.decided":
-                self.projected.setdefault(entry.event["subject"], now)
+    def on_append(self, partition: int, index: int, record: dict[str, Any]) -> None:
+        """(the worker's thread) where each entry landed, decisions with their task id"""
+        subject = record["subject"] if record["type"] == "certification.decided" else None
+        self.appended.setdefault(partition, []).append((index, subject))
+
+    def on_projected(self, at: float, positions: dict[int, int]) -> None:
+        """(the progress reader's thread) the projector process committed up to `positions`
+        (next index per partition) at wall time `at`"""
+        for partition, following in positions.items():
+            mine = self.appended.get(partition, [])
+            done = self.done.get(partition, 0)
+            while done < len(mine) and mine[done][0] < following:
+                subject = mine[done][1]
+                if subject is not None:
+                    self.projected.setdefault(subject, at)
+                done += 1
+            self.entries += done - self.done.get(partition, 0)
+            self.done[partition] = done
 
     async def __aenter__(self) -> Worker:
         from rules.policy import default_policy
@@ -224,6 +238,7 @@ class Worker:
         await ensure_topics(self.config.bootstrap, self.config.topics, PARTITIONS)
         self.runtime = Runtime(self.config, default_policy(), on_projected=self.on_projected,
                                on_fatal=lambda error: sys.exit(f"fatal: {error!r}"))
+        self.runtime.writer.on_append = self.on_append
         original = self.runtime.inbound_batch
 
         async def timed(batch: Any) -> None:

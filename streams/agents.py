@@ -54,7 +54,8 @@ from streams.topics import (
 )
 from streams.worker_config import KafkaSettings
 from streams.worker_io import Outgoing, Publisher, header
-from streams.worker_ledger import AppendedEntry, LedgerWriter, ProjectorLoop
+from streams.worker_ledger import LedgerWriter
+from streams.worker_projector import Progress, ProjectorProcess
 
 log = logging.getLogger("certify.worker")
 PERMIT_TICK_S = 1.0
@@ -125,7 +126,7 @@ class Runtime:
     def __init__(self, config: KafkaSettings, policy: Policy, *,
                  clock: Callable[[], datetime] = utc_now,
                  on_fatal: Callable[[BaseException], None] = exit_now,
-                 on_projected: Callable[[list[AppendedEntry]], None] | None = None) -> None:
+                 on_projected: Progress | None = None) -> None:
         from streams.embedded import ledger_events
 
         settings = config.settings
@@ -142,14 +143,12 @@ class Runtime:
             self.handlers = Handlers(policy, self.writer.record, now_fn=clock)
             self.handlers.load(ledger_events(settings.ledger_dir, self.ledger.partitions))
             self.publisher = Publisher(config.bootstrap, config.topics)
-            self.projection: ProjectorLoop | None = None
+            self.projection: ProjectorProcess | None = None
             if config.projector:
-                from projections import Projector
-
-                self.projection = ProjectorLoop(
-                    Projector(settings.ledger_dir, settings.duckdb_path), self.writer,
-                    config.projector_interval_s, on_projected, snapshot=config.snapshot,
-                    snapshot_interval_s=config.snapshot_interval_s)
+                self.projection = ProjectorProcess(
+                    settings.ledger_dir, settings.duckdb_path, config.projector_interval_s,
+                    snapshot=config.snapshot, snapshot_interval_s=config.snapshot_interval_s,
+                    on_progress=on_projected, on_exit=self._projector_died)
         except BaseException:
             self.ledger.close()
             raise
@@ -157,21 +156,24 @@ class Runtime:
         self.rejected = 0
         self._closed = False
 
+    def _projector_died(self, code: int) -> None:
+        self.on_fatal(RuntimeError(f"the DuckDB projector exited with {code}"))
+
     async def aclose(self) -> None:
         """Close from inside the event loop, after the app stopped (tests, benchmarks)."""
         await self.publisher.stop()
         self.close()
 
     def close(self) -> None:
-        """Last DuckDB catch-up, sign every partition, release the ledger."""
+        """Sign every partition, release the ledger; the projector's last catch-up."""
         if self._closed:
             return
         self._closed = True
         try:
-            if self.projection is not None:
-                self.projection.close()
-        finally:
             self.ledger.close()
+        finally:
+            if self.projection is not None and self.projection.close():
+                raise RuntimeError("the DuckDB projector failed (see its error above)")
 
     async def guarded(self, work: Awaitable[None]) -> None:
         """Run one batch to its end even if the agent is cancelled meanwhile (a stopping Faust
@@ -251,13 +253,6 @@ def install_agents(app: Any, runtime: Runtime) -> dict[str, Any]:
     async def intake(stream: Any) -> None:
         async for batch in stream.take_events(size, within=within):
             await runtime.guarded(runtime.inbound_batch(batch))
-
-    if runtime.projection is not None:
-        projection = runtime.projection
-
-        @app.task
-        async def projector() -> None:
-            await projection.run()
 
     @app.timer(interval=PERMIT_TICK_S)
     async def permit_timers() -> None:

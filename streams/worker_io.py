@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from events import Envelope
 from streams.topics import MAX_MESSAGE_BYTES, TopicNames
@@ -20,8 +19,7 @@ from streams.topics import MAX_MESSAGE_BYTES, TopicNames
 dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-@dataclass(frozen=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """One message to send: topic by short name, explicit partition (= partition_for(key))."""
 
     topic: str

@@ -1,72 +1,74 @@
-"""The worker's ledger writer and DuckDB projector (this process is the one writer of both).
+"""The worker's ledger writer (this process is the ledger's one writer).
 
 LedgerWriter: events -> hash-chained entries on ledger partition partition_for(subject) (the
 embedded layout, and the partition of the subject's key on every topic), idempotent by event
 id; every entry, also one the ledger refused as a duplicate (a replay), is published on
 <p>.ledger as {"partition", "index", "leaf_hash", "event"}: consumers dedupe by position.
 
-ProjectorLoop: the ledger -> DuckDB, in a worker thread, from what the writer appended.
+The DuckDB projector runs in its own process (streams/worker_projector.py) and reads what was
+appended from the ledger files.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from events import Envelope
 from ledger import Ledger, partition_for
 from ledger.layout import partition_dir
 from ledger.reader import iter_raw
+from streams.embedded import ledger_record
 from streams.topics import LEDGER, route
 from streams.worker_io import Outgoing, dumps
 
-
-@dataclass(frozen=True)
-class AppendedEntry:
-    """What the projector needs of an entry this process appended (no file read)."""
-
-    partition: int
-    index: int
-    leaf_hash: bytes
-    event: dict[str, Any]
+PARTITION_CACHE = 100_000  # subjects whose partition is remembered (murmur2 is pure Python)
 
 
 class LedgerWriter:
     """`record(event)`: what handlers.Pipeline calls for every event it records. Appends to
     the event's ledger partition, and queues the event's messages: its ledger entry on
     <p>.ledger, and the event itself on its internal topic (decisions, permits, rollbacks).
-    `take()` hands the queued messages over (once per batch, to be published)."""
+    `take()` hands the queued messages over (once per batch, to be published).
+
+    `on_append(partition, index, record)`, if set, is told of every fresh entry (benchmarks
+    use it to know where a decision landed)."""
 
     def __init__(self, ledger: Ledger, partitions: int) -> None:
         self.ledger = ledger
         self.partitions = partitions
         self.appended = 0
         self.duplicates = 0
-        self.fresh: list[AppendedEntry] = []  # appended, not yet taken by the projector
-        self.keep_fresh = False
+        self.on_append: Callable[[int, int, dict[str, Any]], None] | None = None
         self._out: list[Outgoing | _Stored] = []
+        self._partition_of: dict[str, int] = {}
+
+    def partition(self, subject: str) -> int:
+        p = self._partition_of.get(subject)
+        if p is None:
+            p = partition_for(subject, self.partitions)
+            if len(self._partition_of) >= PARTITION_CACHE:
+                self._partition_of.clear()
+            self._partition_of[subject] = p
+        return p
 
     def record(self, event: Envelope) -> bool:
         """Append one event; False when the ledger already had its id (then its messages are
         sent again as the ledger kept them: the earlier run may have died before sending)."""
-        record = event.to_record()
-        key = event.subject.encode()
-        p = partition_for(key, self.partitions)
+        record = ledger_record(event)  # = event.to_record(), without a pydantic pass
+        subject = event.subject
+        p = self.partition(subject)
         result = self.ledger.append(p, record)
+        key = subject.encode()
         routed = route(event.type)
         if result.duplicate:
             self.duplicates += 1
             self._out.append(_Stored(p, result.index, result.leaf_hash, key, routed))
             return False
         self.appended += 1
-        if self.keep_fresh:
-            self.fresh.append(AppendedEntry(p, result.index, result.leaf_hash, record))
-        body = dumps(record).encode()
+        if self.on_append is not None:
+            self.on_append(p, result.index, record)
+        body = dumps(record).encode()  # once: the ledger entry message and the routed event
         self._out.append(Outgoing(LEDGER, key, entry_value(p, result.index, result.leaf_hash,
                                                            body), p))
         if routed is not None:
@@ -76,11 +78,13 @@ class LedgerWriter:
     def take(self) -> list[Outgoing]:
         """The messages queued since the last take, in recording order."""
         queued, self._out = self._out, []
-        stored = self._stored([q for q in queued if isinstance(q, _Stored)])
+        if not any(type(q) is _Stored for q in queued):
+            return queued  # type: ignore[return-value]
+        stored = self._stored([q for q in queued if type(q) is _Stored])  # type: ignore[misc]
         out: list[Outgoing] = []
         for item in queued:
-            if isinstance(item, Outgoing):
-                out.append(item)
+            if type(item) is not _Stored:
+                out.append(item)  # type: ignore[arg-type]
                 continue
             body = stored[(item.partition, item.index)]
             out.append(Outgoing(LEDGER, item.key, entry_value(item.partition, item.index,
@@ -108,8 +112,7 @@ class LedgerWriter:
         return found
 
 
-@dataclass(frozen=True)
-class _Stored:
+class _Stored(NamedTuple):
     """A refused duplicate: its messages are built from what the ledger kept."""
 
     partition: int
@@ -123,86 +126,3 @@ def entry_value(partition: int, index: int, leaf_hash: bytes, event_json: bytes)
     """A <p>.ledger message: {"partition", "index", "leaf_hash", "event"} (event as stored)."""
     return (b'{"partition":%d,"index":%d,"leaf_hash":"%s","event":' % (
         partition, index, leaf_hash.hex().encode()) + event_json + b"}")
-
-
-class ProjectorLoop:
-    """Keeps DuckDB up with the ledger, at most every `interval_s`, in one worker thread (DuckDB
-    releases the GIL while it works; readers of the ledger may run beside its writer).
-
-    At start it catches up from the ledger files (what a previous run appended but did not
-    project). After that the writer hands over what it appended, in order, and those entries
-    are projected without re-reading segment files; should a hand-over ever not continue a
-    partition exactly where DuckDB stands, it catches up from the files instead. DuckDB
-    upserts by event id, so nothing is projected twice.
-    """
-
-    def __init__(self, projector: Any, writer: LedgerWriter, interval_s: float,
-                 on_projected: Callable[[list[AppendedEntry]], None] | None = None, *,
-                 snapshot: Path | None = None, snapshot_interval_s: float = 60.0) -> None:
-        self.projector = projector
-        self.writer = writer
-        self.interval_s = interval_s
-        self.on_projected = on_projected
-        self.snapshot = snapshot  # a copy for readers in other processes (DuckDB: one writer)
-        self.snapshot_interval_s = snapshot_interval_s
-        self._snapshot_at = float("-inf")
-        self._snapshot_stale = snapshot is not None
-        self.dirty = asyncio.Event()
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projector")
-        self.batches = 0
-        self.from_files = 0
-        self.projector.catch_up()
-        self.next = dict(self.projector.next_indexes())
-        writer.keep_fresh = True
-
-    def poke(self) -> None:
-        self.dirty.set()
-
-    def _project(self, entries: list[AppendedEntry]) -> None:
-        """In the projector thread: these entries, or a catch-up from the files."""
-        expected = dict(self.next)
-        contiguous = True
-        for entry in entries:
-            if entry.index != expected.get(entry.partition, 0):
-                contiguous = False
-                break
-            expected[entry.partition] = entry.index + 1
-        if contiguous:
-            self.projector.project_entries(entries)
-        else:
-            self.from_files += 1
-            self.projector.catch_up()
-        self.next = dict(self.projector.next_indexes())
-        self._snapshot_stale = self.snapshot is not None
-        self._maybe_snapshot()
-
-    def _maybe_snapshot(self, *, force: bool = False) -> None:
-        if not self._snapshot_stale or self.snapshot is None:
-            return
-        now = time.monotonic()
-        if force or now - self._snapshot_at >= self.snapshot_interval_s:
-            self.snapshot.parent.mkdir(parents=True, exist_ok=True)
-            self.projector.publish_snapshot(self.snapshot)
-            self._snapshot_at, self._snapshot_stale = now, False
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self.dirty.wait()
-            self.dirty.clear()
-            entries, self.writer.fresh = self.writer.fresh, []
-            if entries:
-                await loop.run_in_executor(self.pool, self._project, entries)
-                self.batches += 1
-                if self.on_projected is not None:
-                    self.on_projected(entries)
-            await asyncio.sleep(self.interval_s)
-
-    def close(self) -> None:
-        """After the worker stopped: project what is left, from the files to be sure."""
-        self.pool.shutdown(wait=True)
-        self.writer.fresh = []
-        self.projector.catch_up()
-        self._snapshot_stale = self.snapshot is not None
-        self._maybe_snapshot(force=True)
-        self.projector.close()

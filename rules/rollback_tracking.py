@@ -41,6 +41,8 @@ from rules.rollback_plans import RollbackPlan, phases_for, scope_for_trigger
 from rules.triggers import TriggerDecision
 
 PRODUCER = "rollback-tracker"
+EXECUTOR_STAGES = ("started", "step", "completed", "failed", "verified")
+INPUT_STAGES = frozenset({"commanded", *EXECUTOR_STAGES})  # stages that come from outside
 SLA_SEVERITY = {2: "medium", 3: "high", 4: "critical"}
 Outcome = Literal["awaiting_approval", "commanded", "running", "completed", "failed",
                   "verified", "verification_failed"]
@@ -76,6 +78,9 @@ class RollbackRecord(_Frozen):
     completed_at: datetime | None = None
     verified_at: datetime | None = None
     regions_verified: tuple[str, ...] = ()
+    regions_started: tuple[str, ...] = ()
+    regions_completed: tuple[str, ...] = ()
+    last_started_at: datetime | None = None  # the latest `started` (a retry after a failure)
     steps: tuple[StepTiming, ...] = ()
     failures: int = 0
     failed_at: datetime | None = None  # start of the current (unresolved) failure path
@@ -83,6 +88,7 @@ class RollbackRecord(_Frozen):
     verification_failed_at: datetime | None = None
     sla_breached: bool = False
     escalations: tuple[str, ...] = ()  # tags raised so far
+    inputs: tuple[str, ...] = ()  # ids of the reports (or inbound stages) folded in: redelivery
     reason: str = ""
 
     @property
@@ -183,6 +189,10 @@ def apply(tracker: RollbackTracker, envelope: Envelope) -> RollbackTracker:
         record = tracker.records.get(event.rollback_id) or RollbackRecord(
             rollback_id=event.rollback_id)
         record = _apply_stage(record, event, envelope.occurred_at)
+        if event.stage in INPUT_STAGES:
+            source = envelope.causation_id or envelope.event_id
+            if source not in record.inputs:
+                record = record.model_copy(update={"inputs": (*record.inputs, source)})
         return tracker.model_copy(update={"records": {**tracker.records,
                                                       event.rollback_id: record}})
     if envelope.type == "escalation.raised":
@@ -213,12 +223,16 @@ def _apply_stage(record: RollbackRecord, event: RollbackEvent, at: datetime) -> 
             if event.sla_minutes is not None:
                 update["sla_minutes"] = event.sla_minutes
     elif stage == "started":
-        update["started_at"] = record.started_at or at
+        update.update(started_at=record.started_at or at, last_started_at=at)
+        if event.region and event.region not in record.regions_started:
+            update["regions_started"] = (*record.regions_started, event.region)
     elif stage == "step":
         update["steps"] = (*record.steps, StepTiming(step=event.step or "?", at=at,
                                                      region=event.region))
     elif stage == "completed":
         update.update(completed_at=at, failed_at=None)
+        if event.region and event.region not in record.regions_completed:
+            update["regions_completed"] = (*record.regions_completed, event.region)
     elif stage == "failed":
         update.update(failures=record.failures + 1, failed_at=record.failed_at or at)
     elif stage == "verified":
@@ -497,3 +511,114 @@ def command_event(rollback_id: str, context: KeyContext, trigger: str | None, no
     return Envelope(event_id=f"{rollback_id}:commanded", type="rollback.event", occurred_at=now,
                     producer=producer, subject=context.key, correlation_id=rollback_id,
                     payload=payload.model_dump(mode="json"))
+
+
+# --- executors' reports: checked against the rollback's state -----------------------------------
+
+
+class StageRefusal(_Frozen):
+    """Why a reported stage is not taken (`code` stable: rollback.unknown, .not_commanded,
+    .finished, .stage_out_of_order, .stage_duplicate, .unknown_region)."""
+
+    code: str
+    message: str
+
+
+def stage_refusal(record: RollbackRecord | None, rollback_id: str, stage: str, *,
+                  step: str | None = None, region: str | None = None,
+                  passed: bool | None = None) -> StageRefusal | None:
+    """None when `stage` may follow what the record knows; else why not.
+
+    Order (per region when the command named regions): commanded -> started -> step ... ->
+    completed -> verified. `failed` may come any time after the command and before
+    verification; after it, a retry starts again (`started`, steps, `completed`). After a
+    failed verification the rollback may be verified again or run again. Nothing after a
+    passing verification."""
+    def no(code: str, message: str) -> StageRefusal:
+        return StageRefusal(code=f"rollback.{code}", message=f"rollback {rollback_id}: {message}")
+
+    if record is None:
+        return no("unknown", "no such rollback (never triggered here, or verified more than "
+                  "the retention window ago)")
+    if record.verified_at is not None:
+        return no("finished", f"verified at {record.verified_at.isoformat()}; no stage after "
+                  "a passing verification")
+    if stage == "commanded":
+        if record.commanded_at is not None:
+            return no("stage_duplicate", f"already commanded at {record.commanded_at.isoformat()}")
+        return None
+    if stage == "triggered":
+        return no("stage_out_of_order", "'triggered' is decided here, from samples and alerts")
+    if record.commanded_at is None:
+        return no("not_commanded", f"waits for {record.approval or 'a'} approval; executors "
+                  "report stages after the command")
+    if region is not None and record.regions and region not in record.regions:
+        return no("unknown_region", f"region {region!r} was not commanded (commanded: "
+                  f"{', '.join(record.regions)})")
+    failing = record.failed_at is not None or record.verification_failed_at is not None
+    started = record.started_at is not None and (
+        region is None or not record.regions_started or region in record.regions_started)
+    completed = record.completed_at is not None and (
+        region is None or not record.regions_completed or region in record.regions_completed)
+    if stage == "started":
+        if failing:
+            return None  # a retry
+        if completed:
+            return no("stage_out_of_order", "completed already; not started again unless it "
+                      "failed")
+        if started and (region is None or region in record.regions_started):
+            return no("stage_duplicate", "started already" + (f" in {region}" if region else ""))
+        return None
+    if stage == "step":
+        if not started:
+            return no("stage_out_of_order", f"step {step!r} reported before 'started'")
+        if completed and not failing:
+            return no("stage_out_of_order", f"step {step!r} reported after 'completed'")
+        if not failing and any(s.step == step and s.region == region for s in record.steps):
+            return no("stage_duplicate", f"step {step!r} reported already"
+                      + (f" in {region}" if region else ""))
+        return None
+    if stage == "completed":
+        if not started:
+            return no("stage_out_of_order", "'completed' reported before 'started'")
+        if completed and not failing:
+            return no("stage_duplicate", "completed already" + (f" in {region}" if region else ""))
+        return None
+    if stage == "failed":
+        if record.failed_at is not None and (record.last_started_at is None
+                                             or record.last_started_at <= record.failed_at):
+            return no("stage_duplicate", f"failed already at {record.failed_at.isoformat()} "
+                      "and not started again")
+        if completed and record.verification_failed_at is None:
+            return no("stage_out_of_order", "completed already; a bad result is reported as "
+                      "'verified' with passed=false")
+        return None
+    if stage == "verified":
+        if not completed or record.failed_at is not None:
+            return no("stage_out_of_order", "'verified' reported before 'completed'")
+        if passed is False and record.verification_failed_at is not None:
+            return no("stage_duplicate", "verification failed already at "
+                      f"{record.verification_failed_at.isoformat()}")
+        if passed is not False and region is not None and region in record.regions_verified:
+            return no("stage_duplicate", f"verified already in {region}")
+        return None
+    return no("stage_out_of_order", f"unknown stage {stage!r}")
+
+
+def reported_event(record: RollbackRecord, report: Envelope, now: datetime,
+                   producer: str = "rollback-service") -> Envelope:
+    """An accepted `rollback.stage_reported` -> the `rollback.event` stage the tracker folds.
+    Timed by our clock (`now`, when it arrived), not the executor's: SLA time is measured
+    here. Its id derives from the report's, so a redelivered report makes the same event."""
+    body = report.payload
+    digest = hashlib.sha256(report.event_id.encode()).hexdigest()[:16]
+    payload = RollbackEvent(
+        rollback_id=record.rollback_id, permit_id=record.permit_id, stage=body["stage"],
+        trigger=record.trigger, key=record.key, level=record.level,
+        operation_type=record.operation_type, step=body.get("step"),
+        region=body.get("region"), passed=body.get("passed"), actor=body.get("executor"),
+        reason=str(body.get("reason") or ""))
+    return Envelope(event_id=f"{record.rollback_id}:{body['stage']}:{digest}",
+                    type="rollback.event", occurred_at=now, producer=producer,
+                    subject=record.key or record.rollback_id, correlation_id=record.rollback_id,
+                    causation_id=report.event_id, payload=payload.model_dump(mode="json"))

@@ -446,6 +446,20 @@ def evaluate(states: Mapping[str, WindowState], sample: MetricSample,
     return updated, decisions
 
 
+def material(old: WindowState | None, new: WindowState) -> bool:
+    """Did folding a sample change more than the time of the newest sample? A sample that did
+    not (a healthy reading on a healthy, armed window; a replayed or late one) can be dropped
+    without changing what a refold of the recorded samples decides, except that the refold's
+    `last_at` is older -- which only the no-data rule reads (the service records a healthy
+    sample now and then for that: streams.rollback_service.SAMPLE_HEARTBEAT_SECONDS)."""
+    if old is None:
+        return True
+    if old is new:
+        return False
+    before, after = old.__dict__, new.__dict__
+    return any(before[name] != after[name] for name in before if name != "last_at")
+
+
 def external_fire(state: WindowState | None, key: str, trigger: RollbackTrigger, at: datetime,
                   now: datetime, evidence: Mapping[str, Any] | None = None,
                   settings: EngineSettings = DEFAULT_SETTINGS,

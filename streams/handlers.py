@@ -40,7 +40,7 @@ from rules.permits import Refusal
 from rules.policy import Policy
 from rules.task_facts import derive_task_id
 from streams.permit_service import HANDLED_TYPES, PermitService, Result
-from streams.rollback_service import RollbackService
+from streams.rollback_service import RollbackService, judges_sample, permit_hand_over
 
 PRODUCER = "certifier"
 TASK_MEMORY = 100_000  # tasks whose decision GET /v1/decisions can show (older: DuckDB)
@@ -48,7 +48,8 @@ EXCERPT_BYTES = 300
 # Inbound here: the events module's inbound types, and the rollback stages executors and humans
 # report (`triggered` is ours: derived from samples and alerts, never accepted as input).
 PIPELINE_INBOUND = INBOUND_TYPES | {"rollback.event"}
-ROLLBACK_TYPES = frozenset({"metric.sample", "alert.received", "rollback.event"})
+ROLLBACK_TYPES = frozenset({"metric.sample", "alert.received", "rollback.event",
+                            "rollback.stage_reported"})
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class Pipeline:
         self.producer = producer
         self.permits = PermitService(policy, self._from_permits, now_fn)
         self.rollbacks = RollbackService(policy, self._from_rollbacks)
+        self.rollbacks.hand_over = permit_hand_over(self.permits)  # permits in execution
         self._fresh_sample: str | None = None  # the sample the permit service just recorded
         # task id -> (task, submitted event id, decision event id), the most recent TASK_MEMORY
         self.tasks: OrderedDict[str, tuple[dict[str, Any], str, str]] = OrderedDict()
@@ -169,10 +171,10 @@ class Pipeline:
 
     def rollback_judges(self, event: Envelope) -> bool:
         """Does the rollback service fold this event? Every event but a metric sample keyed by
-        a permit: permits are watched by their own running checks (one owner per breach)."""
+        a permit that its running checks watch (one owner per breach, docs/rollback.md §6)."""
         if event.type != "metric.sample":
             return True
-        return str(event.payload.get("key")) not in self.permits.permits
+        return judges_sample(self.rollbacks, self.permits, event.payload)
 
     def _observe(self, event: Envelope) -> None:
         if event.type == "task.submitted":
@@ -244,6 +246,12 @@ class Pipeline:
             for produced in outcome.events:
                 self.record(produced)
             return outcome
+        if event.type == "metric.sample" and \
+                str(event.payload.get("key")) not in self.permits.permits:
+            try:  # not a permit's: the rollback service's, recorded when it matters (§6)
+                return Outcome(self.rollbacks.sample(event, now))
+            except InputError as error:
+                return self.reject(raw, source, error, now, subject=event.subject)
         if event.type in HANDLED_TYPES:
             judged = self.rollback_judges(event)
             self._fresh_sample = None
@@ -258,8 +266,13 @@ class Pipeline:
             events += self.rollbacks.follow(now)  # a running-check breach: command it
             return Outcome(events, refusal=result.refusal, result=result)
         if event.type in ROLLBACK_TYPES:  # alerts, executors' and humans' rollback stages
-            if self._counted(event):
+            refused = self.rollbacks.refusal(event)  # a stage the rollback's state refuses
+            if refused is not None:
+                return self.reject(raw, source, refused, now, subject=event.subject)
+            fresh = self._counted(event)
+            if fresh:
                 self._observe(event)
+            if fresh or event.type == "rollback.stage_reported":  # (idempotent: see refusal)
                 return Outcome([event, *self.rollbacks.handle(event, now)])
             return Outcome([event])
         if event.type not in PIPELINE_INBOUND:

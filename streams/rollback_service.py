@@ -34,12 +34,29 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from events import Envelope
-from events.payloads import AlertReceived, EscalationRaised, MetricSample, PermitRequested
+from events import Envelope, InputError
+from events.registry import parse_payload
+from events.payloads import (
+    AlertReceived,
+    EscalationRaised,
+    MetricSample,
+    PermitRequested,
+    RollbackStageReported,
+)
+from rules.enforcement import MONITORED_STATES, PERMIT_TRIGGERS
 from rules.governance import RollbackTrigger
 from rules.policy import Policy
 from rules.rollback_plans import parse_plan, plan_triggers
-from rules.rollback_tracking import KeyContext, RollbackTracker, command_event, decision_events
+from rules.rollback_tracking import (
+    EXECUTOR_STAGES,
+    KeyContext,
+    RollbackTracker,
+    approval_needed,
+    command_event,
+    decision_events,
+    reported_event,
+    stage_refusal,
+)
 from rules.rollback_tracking import apply as tracker_apply
 from rules.rollback_tracking import tick as tracker_tick
 from rules.triggers import (
@@ -51,6 +68,7 @@ from rules.triggers import (
     evaluate,
     external_fire,
     external_resolve,
+    material,
     state_key,
 )
 from rules.triggers import tick as window_tick
@@ -59,6 +77,13 @@ from streams.alertmanager import TRIGGER_LABEL
 PRODUCER = "rollback-service"
 ENDED_PERMIT_TYPES = frozenset({"permit.closed", "permit.expired", "permit.revoked",
                                 "permit.denied"})
+# A sample that changes nothing but the time of a window's newest sample is recorded at most
+# this often per key and metric (docs/rollback.md §6): the refold at start then knows a time
+# within this many seconds of the newest sample, well inside the no-data limit (90 s).
+SAMPLE_HEARTBEAT_SECONDS = 10.0
+# hand_over(decision, approval, cause, now) -> (taken, events it recorded): permit_hand_over
+HandOver = Callable[[TriggerDecision, str, Envelope | None, datetime],
+                    tuple[bool, list[Envelope]]]
 ALERT_SEVERITY = {"critical": "critical", "page": "critical", "high": "high", "error": "high",
                   "warning": "medium", "medium": "medium", "info": "low", "low": "low"}
 
@@ -79,6 +104,15 @@ class RollbackService:
         self.contexts: dict[str, KeyContext] = {}
         self.overrides: dict[str, dict[str, Any]] = {}
         self._triggers: dict[str, tuple[RollbackTrigger, ...]] = {}
+        # (key, metric) -> observed_at of the newest recorded sample (the heartbeat's clock)
+        self._recorded_at: dict[tuple[str, str], datetime] = {}
+        # Metrics the permit service's running checks watch for permits in execution (one
+        # owner per breach): never judged here for a permit key.
+        self.permit_metrics = frozenset(self.policy.trigger(name).metric
+                                        for name in PERMIT_TRIGGERS)
+        self.hand_over: HandOver | None = None  # the Pipeline's: permits in execution
+        self._cause: Envelope | None = None  # the inbound event being handled
+        self._handed: list[Envelope] = []  # recorded by the hand-over, returned by handle
 
     # --- configuration per key -------------------------------------------------------------
 
@@ -115,11 +149,60 @@ class RollbackService:
     # --- inputs ------------------------------------------------------------------------------
 
     def handle(self, envelope: Envelope, now: datetime) -> list[Envelope]:
-        emitted = self._handle(envelope, now, replay=False)
-        emitted += self._tick_tracker(now)
-        for event in emitted:
-            self.record(event)
-        return emitted
+        self._cause, self._handed = envelope, []
+        try:
+            emitted = self._handle(envelope, now, replay=False)
+            emitted += self._tick_tracker(now)
+            for event in emitted:
+                self.record(event)
+            return [*self._handed, *emitted]
+        finally:
+            self._cause, self._handed = None, []
+
+    def sample(self, envelope: Envelope, now: datetime) -> list[Envelope]:
+        """A metric sample this service owns (not a permit's), not recorded yet: judged, and
+        recorded only when it matters (the fast path, docs/rollback.md §6) -- when it changed
+        a window beyond the time of its newest sample (every crossing sample, the first
+        healthy one after a run, re-arming, baselines), when it decided something, or as the
+        key's heartbeat every SAMPLE_HEARTBEAT_SECONDS. Returns what was recorded."""
+        payload = parse_payload("metric.sample", envelope.payload)
+        assert isinstance(payload, MetricSample)
+        self._cause, self._handed = envelope, []
+        try:
+            keep, decisions = self._judge(payload, now)
+            if not keep and not decisions:
+                return []
+            out = [envelope] if self.record(envelope) is not False else []
+            self._recorded_at[(payload.key, payload.metric)] = payload.observed_at
+            emitted = self._act(decisions, now)
+            if emitted:
+                emitted += self._tick_tracker(now)
+            for event in emitted:
+                self.record(event)
+            return [*out, *self._handed, *emitted]
+        finally:
+            self._cause, self._handed = None, []
+
+    def refusal(self, envelope: Envelope) -> InputError | None:
+        """An executor's stage report (or an inbound rollback.event stage) that the rollback's
+        state refuses: unknown rollback, not commanded yet, out of order, a second copy of a
+        stage, after verification. None when it may be taken, and for a redelivery of one
+        already taken (handled as a no-op)."""
+        if envelope.type == "rollback.stage_reported":
+            body = envelope.payload
+        elif envelope.type == "rollback.event" and \
+                envelope.payload.get("stage") in ("commanded", *EXECUTOR_STAGES):
+            body = envelope.payload
+        else:
+            return None
+        rollback_id = str(body.get("rollback_id"))
+        record = self.tracker.records.get(rollback_id)
+        if record is not None and envelope.event_id in record.inputs:
+            return None
+        refused = stage_refusal(record, rollback_id, str(body.get("stage")),
+                                step=body.get("step"), region=body.get("region"),
+                                passed=body.get("passed"))
+        return None if refused is None else InputError(refused.code, refused.message)
 
     def tick(self, now: datetime) -> list[Envelope]:
         """The clock: silent metrics (no data), SLA deadlines, failure and verification paths."""
@@ -189,6 +272,9 @@ class RollbackService:
             if kind in ("rollback.event", "escalation.raised"):
                 self.tracker = tracker_apply(self.tracker, envelope)
                 return []
+            if kind == "rollback.stage_reported":
+                # replay: its rollback.event is in the ledger too, and folded from there
+                return [] if replay else self._report(envelope, now)
             if kind == "permit.requested":
                 self._permit(PermitRequested.model_validate(envelope.payload))
                 constraints = envelope.payload.get("constraints")
@@ -202,14 +288,41 @@ class RollbackService:
         return []
 
     def _sample(self, sample: MetricSample, now: datetime, replay: bool) -> list[Envelope]:
+        """A recorded sample (the permit service recorded it, or the ledger at start)."""
+        if replay:
+            self._recorded_at[(sample.key, sample.metric)] = sample.observed_at
+        _, decisions = self._judge(sample, now)
+        return [] if replay else self._act(decisions, now)
+
+    def _judge(self, sample: MetricSample, now: datetime | None = None,
+               ) -> tuple[bool, list[TriggerDecision]]:
+        """Fold the sample into its windows: (should it be recorded, decisions)."""
         triggers = [t for t in self.triggers(sample.key) if t.metric == sample.metric]
         if not triggers:
-            return []
+            return False, []
         names = [state_key(sample.key, t.name) for t in triggers]
-        current = {n: self.windows[n] for n in names if n in self.windows}
-        updated, decisions = evaluate(current, sample, triggers, now, self.settings)
+        current = {n: self.windows.get(n) for n in names}
+        updated, decisions = evaluate({n: w for n, w in current.items() if w is not None},
+                                      sample, triggers, now or sample.observed_at,
+                                      self.settings)
         self.windows.update(updated)
-        return [] if replay else self._act(decisions, now)
+        if any(material(current[n], w) for n, w in updated.items()):
+            return True, decisions
+        last = self._recorded_at.get((sample.key, sample.metric))
+        due = last is None or \
+            (sample.observed_at - last).total_seconds() >= SAMPLE_HEARTBEAT_SECONDS
+        return due, decisions
+
+    def _report(self, envelope: Envelope, now: datetime) -> list[Envelope]:
+        """An executor's stage report (checked by `refusal` before it was recorded) -> the
+        `rollback.event` stage the tracker folds. A redelivered report makes nothing new."""
+        report = RollbackStageReported.model_validate(envelope.payload)
+        record = self.tracker.records.get(report.rollback_id)
+        if record is None or envelope.event_id in record.inputs:
+            return []
+        event = reported_event(record, envelope, now, self.producer)
+        self.tracker = tracker_apply(self.tracker, event)
+        return [event]
 
     def _alert(self, alert: AlertReceived, now: datetime, replay: bool) -> list[Envelope]:
         body = alert.alert
@@ -271,6 +384,7 @@ class RollbackService:
 
     def _rollback(self, d: TriggerDecision, now: datetime) -> list[Envelope]:
         out: list[Envelope] = []
+        commanded: list[Envelope] = []  # a handed-over rollback's command (folded already)
         active = self.tracker.active_for(d.key)
         if active is not None:
             # One rollback per key at a time: a second trigger is evidence for the running one.
@@ -286,7 +400,15 @@ class RollbackService:
             out.append(self._escalation(f"{active.rollback_id}:also:{_digest(d.trigger, d.at)}",
                                         d.key, payload, now))
         else:
-            out += decision_events(d, self.context(d.key), self.policy, now, self.producer)
+            approval = approval_needed(d, self.context(d.key), self.policy)
+            taken, recorded = self.hand_over(d, approval, self._cause, now) \
+                if self.hand_over else (False, [])
+            self._handed += recorded  # recorded by the permit service; returned, not again
+            if taken:  # a permit in execution: revoked, its `triggered` recorded; command it
+                commanded = self._command_handed_over(now)
+            else:
+                out += decision_events(d, self.context(d.key), self.policy, now,
+                                       self.producer)
         if d.security_incident:
             payload = EscalationRaised(
                 subject_kind="monitor", subject_id=d.key, code="security.incident",
@@ -299,7 +421,7 @@ class RollbackService:
         for event in out:
             if event.type in ("rollback.event", "escalation.raised"):
                 self.tracker = tracker_apply(self.tracker, event)
-        return out
+        return commanded + out
 
     def _escalation(self, event_id: str, key: str, payload: BaseModel,
                     now: datetime) -> Envelope:
@@ -323,6 +445,63 @@ class RollbackService:
     def _tick_tracker(self, now: datetime) -> list[Envelope]:
         self.tracker, emitted = tracker_tick(self.tracker, now, self.policy)
         return emitted
+
+
+# --- permits in execution (docs/rollback.md §6) --------------------------------------------------
+
+
+def judges_sample(service: RollbackService, permits: Any, payload: Mapping[str, Any]) -> bool:
+    """Does the rollback service judge this sample? Every key's but a permit's, and a permit's
+    only while it is in execution and for metrics its running checks do not watch (error rate
+    and p99 are the permit service's: one owner per breach). Taken with the permit state
+    before the sample, so the ledger's replay decides alike."""
+    permit = permits.permits.get(str(payload.get("key")))
+    if permit is None:
+        return True
+    return permit.state in MONITORED_STATES and payload.get("metric") not in \
+        service.permit_metrics
+
+
+def permit_hand_over(permits: Any) -> HandOver:
+    """A rollback decided here (an alert naming a trigger, or a metric the permit service does
+    not watch) for a permit in execution. Automatic (no approval by the trigger, the plan's
+    automation or the level's human gates): the permit service revokes it -- violation,
+    `permit.revoked`, its `triggered` (`rb-<permit>-<trigger>`), incident if the reason asks --
+    exactly as for its own running-check breaches; the rollback service then commands that
+    rollback (taken). Waiting for a human: an executing permit is suspended (the work stops
+    while they decide) and the rollback service triggers its own rollback, awaiting approval
+    (not taken). Any other permit state: not taken, nothing moved.
+
+    Uses the permit service's revocation and violation steps (`_revoke`, `_violation`,
+    `_move`): they are what its own running checks call; a public `revoke_for_breach` on
+    PermitService is the cleaner seam (left: streams/permit_service.py is not ours)."""
+    def hand_over(decision: TriggerDecision, approval: str, cause: Envelope | None,
+                  now: datetime) -> tuple[bool, list[Envelope]]:
+        permit = permits.permits.get(decision.key)
+        if permit is None or permit.state not in MONITORED_STATES:
+            return False, []
+        out: list[Envelope] = []
+        evidence = decision.evidence_dict()
+        if approval == "none":
+            reason = PERMIT_TRIGGERS.get(decision.trigger) or (
+                "safety_violation" if decision.severity == "critical" else "constraint_breach")
+            permits._violation(permit.worker_id, permit.permit_id, f"running.{decision.trigger}",
+                               decision.reason, decision.severity, "revoked", now, out, cause,
+                               evidence)
+            permits._revoke(permit.permit_id, reason, decision.reason, now, out, cause=cause,
+                            trigger=decision.trigger, evidence=evidence)
+            return True, out
+        if permit.state == "executing":
+            permits._violation(permit.worker_id, permit.permit_id, f"running.{decision.trigger}",
+                               decision.reason, decision.severity, "suspended", now, out, cause,
+                               evidence)
+            permits._move(permit.permit_id, "suspend", now, out, actor=PRODUCER, cause=cause,
+                          reason=f"{decision.trigger}: {decision.reason}; rollback awaits "
+                                 f"{approval} approval",
+                          details={"trigger": decision.trigger, "evidence": evidence})
+        return False, out
+
+    return hand_over
 
 
 def _digest(*parts: object) -> str:

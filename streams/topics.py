@@ -10,11 +10,13 @@ worker at start); the broker's auto-creation is never relied on.
 |-----------------|------------------------|---------------------------------------------------|
 | <p>.tasks       | masters                | tasks (documents or envelopes), permit requests   |
 | <p>.approvals   | approvers              | approval.signed, override.review_submitted        |
-| <p>.executions  | workers                | execution.reported, review..., authorization...   |
+| <p>.executions  | workers, rollback      | execution.reported, review..., authorization...,  |
+|                 | executors              | rollback.stage_reported (docs/rollback.md §6)     |
 | <p>.metrics     | monitoring             | metric.sample, alert.received                     |
 | <p>.decisions   | the worker             | certification.decided, task.blocked               |
 | <p>.permits     | the worker             | permit.*, approval.refused, overrides, violations |
-| <p>.rollbacks   | the worker             | rollback.event, escalation.raised                 |
+| <p>.rollbacks   | the worker             | rollback.event (executors act on `commanded`),    |
+|                 |                        | escalation.raised                                 |
 | <p>.ledger      | the worker             | every entry: {partition, index, leaf_hash, event} |
 | <p>.dead-letter | the worker             | rejected input: original bytes, reason in headers |
 """
@@ -72,7 +74,7 @@ SPECS: tuple[TopicSpec, ...] = (
               frozenset({"approval.signed", "override.review_submitted"}), _BIG),
     TopicSpec(EXECUTIONS, "inbound", "workers", "worker",
               frozenset({"execution.reported", "review.post_execution",
-                         "authorization.requested"}), _BIG),
+                         "authorization.requested", "rollback.stage_reported"}), _BIG),
     TopicSpec(METRICS, "inbound", "monitoring", "monitoring",
               frozenset({"metric.sample", "alert.received"}), _BIG),
     TopicSpec(DECISIONS, "internal", "certifier", config=_BIG),

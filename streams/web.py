@@ -531,6 +531,9 @@ def create_app(service: Pipeline, *, tick_interval: float | None = None,
     from streams import dashboard  # the dashboard, reports and /metrics (streams/dashboard.py)
 
     dashboard.register(app, service)
+    from streams import web_rollback  # executors' stage reports (docs/rollback.md §6)
+
+    web_rollback.register(app)
     if tick_interval is not None:
         app.cleanup_ctx.append(_ticker(service, tick_interval, on_tick))
     return app

@@ -11,7 +11,6 @@ per report).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -385,20 +384,26 @@ def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
         keep |= {key for item in document["exceptions"]["items"] for key in item["evidence"]}
         wanted = sorted((entries[k]["partition"], entries[k]["index"]) for k in keep)
     if checkpoints and wanted:
-        for partition in sorted({p for p, _ in wanted}):
+        by_partition: dict[int, list[int]] = {}
+        for p, index in wanted:
+            by_partition.setdefault(p, []).append(index)
+        for partition, indexes in sorted(by_partition.items()):
             prover = Prover(ctx.ledger_dir, checkpoints[partition])  # type: ignore[arg-type]
             try:
-                for p, index in (x for x in wanted if x[0] == partition):
-                    entry = entries[f"{p}:{index}"]
-                    if prover.leaf(index).hex() != entry["leaf_hash"]:
-                        raise EvidenceError(
-                            f"partition {p} entry {index}: the projection's leaf hash is not "
-                            "the ledger's (rebuild the projections)",
-                            "reports.projection_mismatch")
-                    entry["tree_size"] = prover.checkpoint.size
-                    entry["proof"] = [base64.b64encode(h).decode() for h in prover.path(index)]
+                leaves = prover.leaves_hex(indexes)
+                paths = prover.paths(indexes)  # batched, checked against the signed root
             finally:
                 prover.close()
+            size = checkpoints[partition].size
+            for index in indexes:
+                entry = entries[f"{partition}:{index}"]
+                if leaves[index] != entry["leaf_hash"]:
+                    raise EvidenceError(
+                        f"partition {partition} entry {index}: the projection's leaf hash is "
+                        "not the ledger's (rebuild the projections)",
+                        "reports.projection_mismatch")
+                entry["tree_size"] = size
+                entry["proof"] = paths[index]
     document["evidence"]["entries"] = entries
 
 

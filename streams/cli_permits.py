@@ -1,9 +1,10 @@
-"""`certify permit request|approve|deny|revoke|show|list` and `certify approver keygen|add`.
+"""`certify permit request|renew|approve|deny|revoke|show|list`, `certify approver keygen|add`.
 
 Permit commands talk to a running server with --url (env CERTIFY_URL), or else work on the
 local ledger directly (embedded: they take the ledger's single-writer lock, so not while
 `certify serve` runs on the same data dir). Approvals are signed here, with the approver's
-private key (--key FILE), over the request hash recomputed from the request shown.
+private key (--key FILE), over the request hash recomputed from the request shown (with
+--renewal: over the hash of the pending renewal's document, recomputed from the document shown).
 
 Exit codes: 0 done; 1 refused (the refusal's code and reason on stderr); 2 bad input;
 3 environment (no key, ledger locked, server unreachable).
@@ -79,7 +80,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--key", required=True, help="your private key file (certify approver "
                        "keygen)")
         p.add_argument("--comments", default="")
+        if action != "revoke":
+            p.add_argument("--renewal", action="store_true",
+                           help="decide on the permit's pending renewal, not the permit")
         p.set_defaults(func=guarded(cmd_sign), decision=decision)
+
+    p = common(psub.add_parser("renew", help="ask to extend a permit in force (the requester; "
+                               "standard/advanced renewals then need their approvers again)"))
+    p.add_argument("permit_id")
+    p.add_argument("--requested-by", required=True)
+    p.add_argument("--extension-hours", type=float, required=True)
+    p.add_argument("--justification", required=True)
+    p.set_defaults(func=guarded(cmd_renew))
 
     p = common(psub.add_parser("show", help="one permit as JSON"))
     p.add_argument("permit_id")
@@ -149,6 +161,10 @@ class Remote:
     def send(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._call(self.client.send_signed, body)
 
+    def renew(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call(self.client.renew, body["permit_id"], body["requested_by"],
+                          body["extension_hours"], body["justification"])
+
     def close(self) -> None:
         return None
 
@@ -204,6 +220,18 @@ class Local:
                             subject=approval.permit_id, payload=approval.model_dump(mode="json"))
         return self._result(self.pipe.handle_event(envelope, now, source="cli"),
                             approval.permit_id)
+
+    def renew(self, body: dict[str, Any]) -> dict[str, Any]:
+        from events import Envelope
+        from events.payloads import PermitRenewalRequested
+        from streams.permit_service import parse_model
+
+        now = self.runner.clock()
+        renewal = parse_model(PermitRenewalRequested, body)
+        envelope = Envelope(type="permit.renewal_requested", occurred_at=now, producer="cli",
+                            subject=renewal.permit_id, payload=renewal.model_dump(mode="json"))
+        return self._result(self.pipe.handle_event(envelope, now, source="cli"),
+                            renewal.permit_id)
 
     def close(self) -> None:
         self.runner.close()  # checkpoints what is unsigned
@@ -292,20 +320,52 @@ def cmd_sign(args: argparse.Namespace) -> int:
         from events.signing import sign_approval
 
         view = backend.view(args.permit_id)
-        try:
-            sha = signable_sha256(view)
-        except ValueError as error:
-            raise Refused("approval.request_unverifiable", str(error)) from None
-        print(f"signing {args.decision} of {view['permit_type']} permit {view['permit_id']} "
-              f"(Level {view['level']}, {view['state']}): {', '.join(view['scope']['operations'])}"
-              f" in {view['scope']['environment']} as {args.approver} ({args.role})",
-              file=sys.stderr)
+        if getattr(args, "renewal", False):
+            sha = _renewal_sha256(view)
+            document = view["pending_renewal"]["document"]
+            print(f"signing {args.decision} of renewal {document['renewal']} of "
+                  f"{view['permit_type']} permit {view['permit_id']} (ends "
+                  f"{document['not_after']}, +{document['extension_hours']:g} h asked: "
+                  f"{document['justification']}) as {args.approver} ({args.role})",
+                  file=sys.stderr)
+        else:
+            try:
+                sha = signable_sha256(view)
+            except ValueError as error:
+                raise Refused("approval.request_unverifiable", str(error)) from None
+            print(f"signing {args.decision} of {view['permit_type']} permit "
+                  f"{view['permit_id']} (Level {view['level']}, {view['state']}): "
+                  f"{', '.join(view['scope']['operations'])} in "
+                  f"{view['scope']['environment']} as {args.approver} ({args.role})",
+                  file=sys.stderr)
         body = sign_approval(key, permit_id=args.permit_id, request_sha256=sha,
                              decision=args.decision, decided_at=datetime.now(UTC),
                              approver_id=args.approver, approver_role=args.role)
         return backend.send({**body, "comments": args.comments})
 
     return _run(args, action)
+
+
+def _renewal_sha256(view: dict[str, Any]) -> str:
+    """The pending renewal's hash, recomputed from the document shown (never merely told)."""
+    from rules.permits import renewal_sha256
+
+    pending = view.get("pending_renewal")
+    if not pending:
+        raise Refused("approval.no_pending_renewal",
+                      f"permit {view['permit_id']} has no renewal waiting for approval")
+    sha = renewal_sha256(pending["document"])
+    if sha != pending["request_sha256"]:
+        raise Refused("approval.request_unverifiable",
+                      f"permit {view['permit_id']}: the renewal hash the server shows is not "
+                      "the hash of the renewal it shows; refusing to sign")
+    return sha
+
+
+def cmd_renew(args: argparse.Namespace) -> int:
+    body = {"permit_id": args.permit_id, "requested_by": args.requested_by,
+            "extension_hours": args.extension_hours, "justification": args.justification}
+    return _run(args, lambda backend: backend.renew(body))
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -70,7 +70,7 @@ STATUS = {
     "override.unknown": 404,
     "permit.id_conflict": 409, "override.id_conflict": 409, "permit.transition_refused": 409,
     "permit.terminal": 409, "approval.not_in_review": 409, "approval.not_revocable": 409,
-    "approval.not_suspended": 409, "override.review_done": 409,
+    "approval.not_suspended": 409, "override.review_done": 409, "permit.renewal_pending": 409,
     "internal": 500,
 }
 PREFIX_STATUS = {"input": 400, "http": 400, "approval": 422, "permit": 422, "override": 422,

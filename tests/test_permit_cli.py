@@ -128,3 +128,42 @@ def test_a_missing_key_file_is_an_environment_error(data, capsys):
     assert cli(data, "permit", "approve", "prm-1", "--approver", "a", "--role", "r", "--key",
                str(data / "missing.key")) == 3
     assert "--key" in capsys.readouterr().err
+
+
+def test_a_standard_renewal_is_approved_with_a_signature_on_the_local_ledger(data, capsys):
+    from datetime import UTC, datetime, timedelta
+
+    from events import format_time
+
+    key = data / "keys-approvers" / "tom.key"
+    assert cli(data, "approver", "keygen", "tom", "--out", str(key)) == 0
+    public = out_json(capsys)[0]["public_key"]
+    assert cli(data, "approver", "add", "tom", "--role", "tech_lead", "--public-key", public) == 0
+    events = data / "tasks.jsonl"
+    events.write_text(json.dumps({**TASKS[2], "task_id": "cli-renew"}) + "\n")
+    assert cli(data, "run", "--events", str(events)) == 0
+    capsys.readouterr()
+    end = datetime.now(UTC) + timedelta(hours=1)  # inside the 2 h renewal window
+    assert cli(data, "permit", "request", "--task-id", "cli-renew", "--requested-by", "master-1",
+               "--operations", "deploy", "--environment", "production", "--justification",
+               "release", "--not-after", format_time(end), "--rollback-plan",
+               json.dumps(PLAN)) == 0
+    pid = out_json(capsys)[0]["permit_id"]
+    sign = ("--approver", "tom", "--role", "tech_lead", "--key", str(key))
+    assert cli(data, "permit", "approve", pid, *sign) == 0
+    issued, _ = out_json(capsys)
+    assert cli(data, "permit", "approve", pid, *sign, "--renewal") == 1  # nothing pending
+    assert "approval.no_pending_renewal" in capsys.readouterr().err
+    assert cli(data, "permit", "renew", pid, "--requested-by", "master-1",
+               "--extension-hours", "4", "--justification", "rollout slower") == 0
+    pending, _ = out_json(capsys)
+    assert pending["pending_renewal"]["renewal"] == 1
+    assert pending["scope"]["not_after"] == issued["scope"]["not_after"]
+    assert cli(data, "permit", "approve", pid, *sign, "--renewal") == 0
+    renewed, err = out_json(capsys)
+    assert "signing approve of renewal 1" in err
+    assert renewed["renewals"] == 1 and renewed["pending_renewal"] is None
+    extended = datetime.fromisoformat(renewed["scope"]["not_after"])
+    assert extended - datetime.fromisoformat(issued["scope"]["not_after"]) == timedelta(hours=4)
+    types = [r["type"] for r in ledger_records(data)]
+    assert types.count("permit.renewal_requested") == 1 and types.count("permit.renewed") == 1

@@ -281,3 +281,32 @@ def test_a_pending_renewal_survives_a_restart(pipe):
     assert [e.type for e in outcome.events] == ["approval.signed", "permit.renewed"]
     assert rebuilt.permits.view(pid)["renewals"] == 1
     assert isinstance(pipe.recorder, Recorder)
+
+
+def test_a_renewal_over_http_waits_for_its_signed_approval(pipe):
+    from tests.test_permit_kit import LiveServer
+
+    view = issued_permit(pipe, 2, hours=2)  # the server's clock is T0: the last 2 h already
+    pid = view["permit_id"]
+    server = LiveServer(pipe)
+    try:
+        status, _, body = server.call("POST", f"/v1/permits/{pid}/renewals", {
+            "requested_by": "master-1", "extension_hours": 3, "justification": "slow rollout"})
+        assert status == 200, body
+        pending = body["permit"]["pending_renewal"]
+        assert pending["missing"] == ["1 more of engineering_manager, tech_lead, "
+                                      "senior_engineer"]
+        assert body["permit"]["scope"]["not_after"] == view["scope"]["not_after"]
+        status, _, again = server.call("POST", f"/v1/permits/{pid}/renewals", {
+            "requested_by": "master-1", "extension_hours": 3, "justification": "again"})
+        assert (status, again["error"]["code"]) == (409, "permit.renewal_pending")
+        wrong = TARA.sign({"permit_id": pid, "request_sha256": pending["request_sha256"]})
+        status, _, refused = server.call("POST", f"/v1/permits/{pid}/approvals", wrong)
+        assert (status, refused["error"]["code"]) == (422, "approval.wrong_role")
+        signed = TOM.sign({"permit_id": pid, "request_sha256": pending["request_sha256"]})
+        status, _, renewed = server.call("POST", f"/v1/permits/{pid}/approvals", signed)
+        assert status == 200, renewed
+        assert renewed["permit"]["renewals"] == 1
+        assert renewed["permit"]["scope"]["not_after"] == _plus(view["scope"]["not_after"], 3)
+    finally:
+        server.stop()

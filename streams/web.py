@@ -10,7 +10,7 @@ Routes (JSON in, JSON out; docs/permits.md has the bodies):
     GET  /v1/permits/{id}               one permit: state, scope, quorum, approvals, history
     POST /v1/permits/{id}/approvals     signed approve / deny / resume
     POST /v1/permits/{id}/revocations   signed revoke
-    POST /v1/permits/{id}/renewals      renew (types that renew without approval)
+    POST /v1/permits/{id}/renewals      renew (standard/advanced: then signed approvals of it)
     POST /v1/permits/{id}/closure       close after execution
     POST /v1/executions                 a worker's execution report
     POST /v1/authorize                  may this worker do this operation now?

@@ -59,6 +59,7 @@ from streams.worker_projector import Progress, ProjectorProcess
 
 log = logging.getLogger("certify.worker")
 PERMIT_TICK_S = 1.0
+MAX_IN_FLIGHT = 4  # batches handed to the producer and not yet acknowledged by Kafka
 EXIT_FATAL = 70  # EX_SOFTWARE; docker-compose.yml's `restart:` starts the worker again
 
 
@@ -155,6 +156,9 @@ class Runtime:
         self.inbound = 0
         self.rejected = 0
         self._closed = False
+        self._send_lock = asyncio.Lock()
+        self._sent: asyncio.Future[None] | None = None  # the last send (covers all before)
+        self._in_flight: list[asyncio.Future[None]] = []
 
     def _projector_died(self, code: int) -> None:
         self.on_fatal(RuntimeError(f"the DuckDB projector exited with {code}"))
@@ -192,7 +196,12 @@ class Runtime:
             raise
 
     async def inbound_batch(self, records: Sequence[Any]) -> None:
-        """Faust events of inbound topics -> ledger -> Kafka; returns when all is durable."""
+        """Faust events of inbound topics -> ledger -> Kafka. Returns once the batch is in the
+        ledger and its messages are handed to the producer; its records are acked (and so
+        committed, later) only when Kafka has acknowledged every message (see `_ack_when`)."""
+        for record in records:
+            # one reference of ours: Faust's ack when this returns is not the last one
+            record.message.incref()
         letters: list[Outgoing] = []
         for record in records:
             message = record.message
@@ -206,19 +215,59 @@ class Runtime:
                 letters.append(letter)
         # Every event is in the ledger now (the writer appended it when the handlers recorded
         # it): a decision that masters can read is already on the record.
-        await self.flush(letters)
+        acked = await self.send(letters)
+        self._ack_when(acked, records)
+        while len(self._in_flight) > MAX_IN_FLIGHT:
+            await asyncio.wait([self._in_flight[0]])
+
+    def _ack_when(self, acked: asyncio.Future[None], records: Sequence[Any]) -> None:
+        """Ack `records` (our reference: the last one) once `acked` is done; if it failed,
+        never (fatal: the process ends, the records are read again)."""
+        self._in_flight.append(acked)
+
+        def done(future: asyncio.Future[None]) -> None:
+            self._in_flight.remove(future)
+            error = None if future.cancelled() else future.exception()
+            if future.cancelled() or error is not None:
+                self.on_fatal(error or asyncio.CancelledError("publishing was cancelled"))
+                return
+            for record in records:
+                record.ack()
+
+        acked.add_done_callback(done)
+
+    async def send(self, extra: Sequence[Outgoing] = ()) -> asyncio.Future[None]:
+        """Hand what the writer queued (and `extra`) to the producer, in recording order;
+        returns a future done when Kafka acknowledged it and everything sent before it."""
+        async with self._send_lock:
+            out = self.writer.take()
+            if out and self.projection is not None:
+                self.projection.poke()
+            messages = [*out, *extra]
+            if messages:
+                mine = await self.publisher.enqueue(messages)
+                # a flush whose messages an earlier flush took (two agents) waits for that one
+                self._sent = asyncio.ensure_future(_after(self._sent, mine))
+            elif self._sent is None:
+                self._sent = asyncio.ensure_future(_after(None, None))
+            return self._sent
 
     async def flush(self, extra: Sequence[Outgoing] = ()) -> None:
         """Publish what the writer queued (and `extra`); returns when Kafka has it all."""
-        out = self.writer.take()
-        if out and self.projection is not None:
-            self.projection.poke()
-        await self.publisher.publish([*out, *extra])
+        await (await self.send(extra))
 
     async def tick(self) -> None:
         """Due permit timers (deadlines, expiries, override ends) -> recorded, published."""
         self.handlers.tick(self.clock())
         await self.flush()
+
+
+async def _after(first: asyncio.Future[None] | None, second: asyncio.Future[Any] | None
+                 ) -> None:
+    if first is not None:
+        await first
+    if second is not None:
+        await second
 
 
 # ---- the agents -------------------------------------------------------------------------------

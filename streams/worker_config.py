@@ -18,8 +18,8 @@ DEFAULT_WEB_PORT = 6066  # Faust's default; docker-compose.yml's worker healthch
 DEFAULT_WEB_HOST = "127.0.0.1"
 DEFAULT_BATCH_SIZE = 500  # records an agent takes at once (latency: see batch_within_s)
 DEFAULT_BATCH_WITHIN_S = 0.010
-DEFAULT_PROJECTOR_INTERVAL_S = 1.0  # at most one DuckDB catch-up per interval (each costs
-# ~50-200 ms of CPU whatever its size, so rows lag by up to this much, plus one catch-up)
+DEFAULT_PROJECTOR_INTERVAL_S = 0.1  # at most one DuckDB catch-up per interval, in the projector
+# process (each costs ~50-100 ms of CPU whatever its size: rows lag by one or two catch-ups)
 DEFAULT_SNAPSHOT_INTERVAL_S = 60.0
 DEFAULT_SESSION_TIMEOUT_S = 10.0  # a SIGKILLed worker's partitions move on after this
 

@@ -69,7 +69,12 @@ class Publisher:
         return self.producer
 
     async def publish(self, messages: Iterable[Outgoing]) -> None:
-        """Send all (one record batch per topic partition, in order); wait for the acks."""
+        """Send all and wait for the acks."""
+        await (await self.enqueue(messages))
+
+    async def enqueue(self, messages: Iterable[Outgoing]) -> asyncio.Future[Any]:
+        """Hand all to the producer (one record batch per topic partition, in order, after
+        whatever was enqueued before); returns a future done when Kafka acknowledged them."""
         producer = await self._producer()
         batches: dict[tuple[str, int], list[Any]] = {}
         for m in messages:
@@ -89,8 +94,7 @@ class Publisher:
                 batch.close()
                 pending.append(await producer.send_batch(batch, self.names[topic],
                                                          partition=partition))
-        if pending:
-            await asyncio.gather(*pending)
+        return asyncio.gather(*pending)
 
     async def stop(self) -> None:
         if self.producer is not None:

@@ -94,8 +94,10 @@ class KafkaSide:
 
 
 @asynccontextmanager
-async def worker(bootstrap: str, tmp_path: Any, clock: Clock) -> AsyncIterator[Any]:
-    """`certify worker`'s app and runtime with the clock passed in."""
+async def worker(bootstrap: str, tmp_path: Any, clock: Clock, *, register: bool = True
+                 ) -> AsyncIterator[Any]:
+    """`certify worker`'s app and runtime with the clock passed in (state rebuilt from the
+    ledger under tmp_path/data at start, as `certify worker` does)."""
     from aiokafka import AIOKafkaProducer
 
     from rules.policy import default_policy
@@ -113,9 +115,10 @@ async def worker(bootstrap: str, tmp_path: Any, clock: Clock) -> AsyncIterator[A
     await ensure_topics(config.bootstrap, config.topics, PARTITIONS)
     fatal: list[BaseException] = []
     runtime = Runtime(config, default_policy(), clock=clock, on_fatal=fatal.append)
-    register_all(runtime.handlers)  # on the ledger, before the worker consumes anything
-    for registration in registrations():
-        runtime.handlers.record(registration)
+    if register:  # on the ledger, before the worker consumes anything
+        register_all(runtime.handlers)
+        for registration in registrations():
+            runtime.handlers.record(registration)
     app = build_app(config)
     install_agents(app, runtime)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
@@ -250,3 +253,74 @@ async def test_the_forged_approval_matrix_through_the_broker(kafka_bootstrap, tm
     assert "issued" in reached[valid["permit_id"]]
     for pid in matrix_permits:  # in review until the deadline case's clock denied them
         assert "in_review" in reached[pid] and not reached[pid] & {"approved", "issued"}, pid
+
+
+async def test_a_renewal_is_approved_and_the_expiry_warned_once_across_a_restart(
+        kafka_bootstrap, tmp_path):
+    """A standard permit through the broker: the renewal request on <p>.tasks waits for its
+    signed approval on <p>.approvals, then permit.renewed; the worker's timer warns at the
+    30-minute mark of the new end on <p>.permits; a worker restarted on the same ledger does
+    not warn again for that mark, and warns at the next one."""
+    from datetime import timedelta
+
+    from rules.permits import renewal_sha256
+    from tests.test_permit_kit import APPROVERS
+
+    tom = APPROVERS["tech_lead"]
+    clock = Clock()
+    async with worker(kafka_bootstrap, tmp_path, clock) as runtime:
+        task = {**TASKS[2], "task_id": "kafka-renewal-L2"}
+        await produce(runtime, "tasks", task, task["task_id"])
+        decided = await runtime.topics_seen["decisions"].wait(
+            lambda e: e["type"] == "certification.decided"
+            and e["payload"]["task_id"] == task["task_id"], "the task's decision")
+        view = await request_permit(runtime, decided["event_id"])
+        pid = view["permit_id"]
+        assert (await send_approval(runtime, clock, tom.sign(view), T0))[0] == "accepted"
+        permits = runtime.topics_seen["permits"]
+        await permits.wait(lambda e: e["type"] == "permit.issued" and e["subject"] == pid,
+                           "permit.issued")
+
+        clock.now = at = T0 + timedelta(hours=1)  # the last 2 h of the permit
+        body = {"permit_id": pid, "requested_by": "master-1", "extension_hours": 3,
+                "justification": "slow rollout"}
+        await produce(runtime, "tasks", Envelope(type="permit.renewal_requested",
+                                                 occurred_at=at, producer="master-1",
+                                                 subject=pid, payload=body), pid)
+        await permits.wait(lambda e: e["type"] == "permit.renewal_requested"
+                           and e["subject"] == pid, "the renewal request recorded")
+        pending = runtime.handlers.permits.view(pid)["pending_renewal"]  # what GET shows
+        assert pending is not None and pending["missing"]
+        sha = renewal_sha256(pending["document"])
+        signed = tom.sign({"permit_id": pid, "request_sha256": sha}, at=at)
+        outcome, _ = await send_approval(runtime, clock, signed, at)
+        assert outcome == "accepted"
+        renewed = await permits.wait(lambda e: e["type"] == "permit.renewed"
+                                     and e["subject"] == pid, "permit.renewed")
+        assert renewed["payload"]["details"]["approval"] == "quorum"
+        new_end = T0 + timedelta(hours=PERMIT_HOURS + 3)
+        assert renewed["payload"]["details"]["not_after"].startswith("2030-01-07T14:00:00")
+
+        clock.now = new_end - timedelta(minutes=29)  # the worker's timer ticks every second
+        warned = await permits.wait(lambda e: e["type"] == "permit.expiry_warning"
+                                    and e["subject"] == pid, "the 30-minute warning")
+        assert warned["payload"]["minutes_left"] == 30
+        assert warned["payload"]["notify"] == ["master-1", "worker-7", "tom"]
+        await asyncio.sleep(2.5)  # more ticks: still one warning
+        assert sum(e["type"] == "permit.expiry_warning" for e in permits.events) == 1
+        ledger_dir = runtime.config.settings.ledger_dir
+
+    async with worker(kafka_bootstrap, tmp_path, clock, register=False) as restarted:
+        assert restarted.handlers.permits.view(pid)["renewals"] == 1  # rebuilt from the ledger
+        permits = restarted.topics_seen["permits"]
+        await asyncio.sleep(2.5)  # ticks at the same instant: the 30 was sent before
+        assert not [e for e in permits.events if e["type"] == "permit.expiry_warning"]
+        clock.now = new_end - timedelta(minutes=15)
+        warned = await permits.wait(lambda e: e["type"] == "permit.expiry_warning"
+                                    and e["subject"] == pid, "the 15-minute warning")
+        assert warned["payload"]["minutes_left"] == 15
+
+    assert verify(ledger_dir).ok
+    marks = [e["payload"]["minutes_left"] for part in ledger_events(ledger_dir).values()
+             for e in part if e["type"] == "permit.expiry_warning"]
+    assert marks == [30, 15]

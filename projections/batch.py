@@ -1,7 +1,9 @@
 """Ledger entries -> one columnar (Arrow) batch, with as little Python per entry as possible.
 
-Per entry Python only reads the envelope's fields and encodes the payload to JSON text; all
-parsing of payloads into typed columns happens in DuckDB (`projections.mapping`). A value that
+Three shapes: `BlockBatch` (the ledger's stored frames in bulk, `ledger.scan`: no Python
+object per entry), `RawBatch` (stored event bytes handed over one by one) and `Batch` (parsed
+events: Python reads the envelope's fields and encodes the payload to JSON text). All parsing
+of payloads into typed columns happens in DuckDB (`projections.mapping`). A value that
 Arrow cannot take (an envelope field of the wrong kind, a payload that is not JSON) never fails
 the batch: the batch is rebuilt carefully, and the bad values become a note on that entry.
 """
@@ -11,9 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
+
+from projections.frames import RAW_SCHEMA, blocks_to_arrow, checkpoints_to_arrow
+
+if TYPE_CHECKING:
+    from ledger.scan import Block
 
 STAGE_SCHEMA = pa.schema([
     ("partition", pa.int32()),
@@ -49,9 +56,14 @@ class Batch:
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     next_index: dict[int, int] = field(default_factory=dict)
+    # Signed checkpoints to write with these rows (frames.CHECKPOINT_SCHEMA), if any.
+    checkpoint_table: pa.Table | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def checkpoints(self) -> pa.Table | None:
+        return self.checkpoint_table
 
     def add(self, entry: EntryLike) -> None:
         event = entry.event
@@ -78,26 +90,20 @@ class Batch:
             return _table([careful_values(row) for row in self.rows])
 
 
-RAW_SCHEMA = pa.schema([
-    ("partition", pa.int32()),
-    ("ledger_index", pa.int64()),
-    ("leaf_hash", pa.binary()),
-    ("doc", pa.binary()),
-])
 _ENVELOPE = json.dumps({"event_id": "VARCHAR", "type": "VARCHAR", "schema_version": "VARCHAR",
                         "occurred_at": "VARCHAR", "producer": "VARCHAR", "subject": "VARCHAR",
                         "correlation_id": "VARCHAR", "causation_id": "VARCHAR",
                         "payload": "JSON"}, separators=(",", ":"))
-# The raw batch seen as a STAGE_SCHEMA relation: DuckDB reads the envelope out of the bytes.
+# A raw batch (RAW_SCHEMA: the event as text, checked as UTF-8 by Arrow) seen as a
+# STAGE_SCHEMA relation: DuckDB reads the envelope out of the text.
 RAW_STAGE_SQL = f"""
 CREATE OR REPLACE TEMP VIEW _batch AS
 SELECT partition, ledger_index, lower(hex(leaf_hash)) AS leaf_hash, e.event_id, e.type,
        try_cast(e.schema_version AS BIGINT) AS schema_version, e.occurred_at, e.producer,
        e.subject, e.correlation_id, e.causation_id, e.payload,
-       CASE WHEN NOT starts_with(text, '{{') THEN 'envelope: not a JSON object' END AS note
-FROM (SELECT partition, ledger_index, leaf_hash, text,
-             json_transform(text, '{_ENVELOPE}') AS e
-      FROM (SELECT *, decode(doc) AS text FROM _raw))
+       CASE WHEN NOT starts_with(doc, '{{') THEN 'envelope: not a JSON object' END AS note
+FROM (SELECT partition, ledger_index, leaf_hash, doc, json_transform(doc, '{_ENVELOPE}') AS e
+      FROM _raw)
 """
 
 
@@ -127,22 +133,67 @@ class RawBatch:
         self.next_index[partition] = index + 1
 
     def to_arrow(self) -> pa.Table:
-        columns = (self.partitions, self.indexes, self.hashes, self.bodies)
+        """RAW_SCHEMA; raises `pa.ArrowInvalid` when an event's bytes are not UTF-8."""
         return pa.Table.from_arrays(
-            [pa.array(values, type=f.type) for values, f in zip(columns, RAW_SCHEMA,
-                                                                 strict=True)],
-            schema=RAW_SCHEMA)
+            [pa.array(self.partitions, pa.int32()), pa.array(self.indexes, pa.int64()),
+             pa.array(self.hashes, pa.binary()),
+             pa.array(self.bodies, pa.binary()).cast(pa.string())], schema=RAW_SCHEMA)
+
+    def checkpoints(self) -> pa.Table | None:
+        return None
 
     def parsed(self) -> Batch:
         """The same entries the slow way (for a batch DuckDB refused as a whole)."""
-        batch = Batch()
-        for partition, index, leaf_hash, body in self.rows:
-            try:
-                event: Any = json.loads(body)
-            except ValueError:
-                event = body.decode("utf-8", errors="backslashreplace")
-            batch.add(ParsedEntry(partition, index, leaf_hash, event))
+        return parse_rows(self.rows)
+
+
+@dataclass
+class BlockBatch:
+    """Entries as the ledger's bulk scan hands them over (`ledger.scan.Block`: stored frames
+    back to back): no Python object per entry until DuckDB refuses something."""
+
+    blocks: list[Block] = field(default_factory=list)
+    next_index: dict[int, int] = field(default_factory=dict)
+    size: int = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, block: Block) -> None:
+        self.blocks.append(block)
+        self.size += len(block)
+        if block.next_index is not None:
+            self.next_index[block.partition] = block.next_index
+
+    def to_arrow(self) -> pa.Table:
+        """RAW_SCHEMA; raises `pa.ArrowInvalid` when an event's bytes are not UTF-8."""
+        return blocks_to_arrow(self.blocks)
+
+    def checkpoints(self) -> pa.Table | None:
+        return checkpoints_to_arrow(self.blocks)
+
+    @property
+    def rows(self) -> list[tuple[int, int, bytes, bytes]]:
+        return [(block.partition, index, leaf_hash, body) for block in self.blocks
+                for index, leaf_hash, body in block.frames()]
+
+    def parsed(self) -> Batch:
+        """The same entries the slow way, checkpoints included (for a batch that DuckDB or
+        Arrow refused as a whole)."""
+        batch = parse_rows(self.rows)
+        batch.checkpoint_table = self.checkpoints()
         return batch
+
+
+def parse_rows(rows: Iterable[tuple[int, int, bytes, bytes]]) -> Batch:
+    batch = Batch()
+    for partition, index, leaf_hash, body in rows:
+        try:
+            event: Any = json.loads(body)
+        except ValueError:
+            event = body.decode("utf-8", errors="backslashreplace")
+        batch.add(ParsedEntry(partition, index, leaf_hash, event))
+    return batch
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Ledger -> DuckDB: incremental catch-up in columnar batches, idempotent by event id.
 
-One batch = one transaction: its `events` rows, its typed rows and the `projection_state`
-move commit together, so a crash leaves either the whole batch or none of it, and the next
-catch-up resumes at the first entry not committed. Replayed entries (same event id) are
-skipped by an anti-join against `events`; `events.event_id` is UNIQUE as a last guard.
+One batch = one transaction: its `events` rows, its typed rows, the signed checkpoints read
+with it and the `projection_state` move commit together, so a crash leaves either the whole
+batch or none of it, and the next catch-up resumes at the first entry not committed. Replayed
+entries (same event id) are skipped by an anti-join against `events` (and repeats within a
+batch by a window); there is no UNIQUE index behind it (see schema.py).
 """
 
 from __future__ import annotations
@@ -18,20 +19,25 @@ from types import TracebackType
 from typing import cast
 
 import duckdb
+import pyarrow as pa
 
-from projections.batch import RAW_STAGE_SQL, Batch, EntryLike, RawBatch
+from projections.batch import RAW_STAGE_SQL, Batch, BlockBatch, EntryLike, RawBatch
 from projections.mapping import PROJECTIONS, PROJECTORS, Projection
 from projections.schema import SCHEMA_VERSION, ddl
-from projections.source import LedgerDirectory, RawSource, Source
+from projections.source import BlockSource, LedgerDirectory, RawSource, Source
 
-# Entries per transaction: large enough that per-statement costs vanish (~30 statements per
-# batch), small enough that a batch of large events stays well under a few hundred MB.
-DEFAULT_BATCH_SIZE = 20_000
+# Entries per transaction. DuckDB writes an insert of a whole row group (122,880 rows) straight
+# to the file and only a pointer to the WAL; smaller ones go through the WAL and are written
+# again at the checkpoint that follows (at 20,000 a commit cost as much as the rest of the
+# batch). A batch of 131,072 ledger-sized events (1.4 kB) holds ~200 MB of JSON in memory,
+# about three times that while it is projected.
+DEFAULT_BATCH_SIZE = 131_072
 
-# DuckDB errors caused by the data of a batch (not by our SQL, not by the disk): the batch is
-# then written entry by entry, and an entry that still fails is kept with a note.
+# Errors caused by the data of a batch (not by our SQL, not by the disk): the batch is then
+# written entry by entry, and an entry that still fails is kept with a note. Arrow refuses a
+# batch whose stored bytes are not UTF-8.
 DATA_ERRORS = (duckdb.ConversionException, duckdb.InvalidInputException,
-               duckdb.ConstraintException, duckdb.OutOfRangeException)
+               duckdb.ConstraintException, duckdb.OutOfRangeException, pa.ArrowInvalid)
 
 _KNOWN = ", ".join(f"'{name}'" for name in PROJECTORS)
 STAGE_SQL = f"""
@@ -51,6 +57,16 @@ SELECT * FROM (
                     THEN 'type ' || type || ': unknown, kept in events only' END), '') AS note
     FROM _batch) AS staged
 WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = staged.event_id)
+"""
+# The signed checkpoints read with a batch; one seen again (a catch-up resumes at the entry
+# before its first, to meet the checkpoint written after it) is not inserted twice.
+CHECKPOINTS_SQL = """
+INSERT INTO checkpoints BY NAME
+SELECT c.*, (SELECT min(e.occurred_at) FROM events e
+             WHERE e.partition = c.partition AND e.ledger_index = c.size - 1) AS last_entry_at
+FROM _checkpoints c
+WHERE NOT EXISTS (SELECT 1 FROM checkpoints k
+                  WHERE k.partition = c.partition AND k.size = c.size AND k.note = c.note)
 """
 # Only when a batch holds the same event id twice (rare: a stream replaying within a batch).
 DEDUPE_SQL = """
@@ -125,14 +141,17 @@ class Projector:
 
     def __init__(self, ledger_dir: Path | str, db_path: Path | str, *,
                  batch_size: int = DEFAULT_BATCH_SIZE, source: Source | None = None,
-                 raw: bool = True) -> None:
+                 raw: bool = True, check_hashes: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.ledger_dir = Path(ledger_dir)
         self.db_path = Path(db_path)
         self.batch_size = batch_size
-        self.source: Source = source if source is not None else LedgerDirectory(self.ledger_dir)
-        # Read stored bytes and let DuckDB parse them, when the source can (see RawBatch).
+        self.source: Source = (source if source is not None
+                               else LedgerDirectory(self.ledger_dir, check_hashes=check_hashes))
+        # Read stored bytes and let DuckDB parse them, when the source can: in bulk (blocks of
+        # frames, checkpoints too) or entry by entry (see BlockBatch, RawBatch).
+        self.bulk = raw and callable(getattr(self.source, "blocks", None))
         self.raw = (raw and callable(getattr(self.source, "raw_entries", None))
                     and getattr(self.source, "raw_supported", True))
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +174,9 @@ class Projector:
         started = time.perf_counter()
         stats = ProjectionStats()
         positions = self.next_indexes()
-        if self.raw:
+        if self.bulk:
+            self._catch_up_blocks(positions, stats)
+        elif self.raw:
             self._catch_up_raw(positions, stats)
         else:
             batch = Batch()
@@ -168,6 +189,26 @@ class Projector:
             if batch.rows:
                 self._commit(batch, stats)
         return self._finish(stats, started)
+
+    def _catch_up_blocks(self, positions: dict[int, int], stats: ProjectionStats) -> None:
+        source = cast(BlockSource, self.source)
+        size = self.batch_size
+        batch = BlockBatch()
+        for partition in source.partitions():
+            for block in source.blocks(partition, positions.get(partition, 0), size):
+                rest = block
+                while rest is not None:
+                    room = size - len(batch)
+                    if len(rest) > room:
+                        head, rest = rest.split(room)
+                    else:
+                        head, rest = rest, None
+                    batch.add(head)
+                    if len(batch) >= size:
+                        self._commit(batch, stats)
+                        batch = BlockBatch()
+        if batch.blocks:
+            self._commit(batch, stats)  # the last entries, or checkpoints signed since
 
     def _catch_up_raw(self, positions: dict[int, int], stats: ProjectionStats) -> None:
         source = cast(RawSource, self.source)
@@ -232,11 +273,11 @@ class Projector:
 
     # ---- writing one batch ----------------------------------------------------------------
 
-    def _commit(self, batch: Batch | RawBatch, stats: ProjectionStats) -> None:
+    def _commit(self, batch: Batch | RawBatch | BlockBatch, stats: ProjectionStats) -> None:
         try:
             inserted, noted = self._write(batch)
         except DATA_ERRORS:
-            parsed = batch.parsed() if isinstance(batch, RawBatch) else batch
+            parsed = batch.parsed() if isinstance(batch, (RawBatch, BlockBatch)) else batch
             inserted, noted = self._write_carefully(parsed)
         stats.entries += len(batch)
         stats.inserted += inserted
@@ -247,26 +288,33 @@ class Projector:
     def _write_carefully(self, batch: Batch) -> tuple[int, int]:
         """Entry by entry; an entry DuckDB still refuses is kept without its payload."""
         inserted = noted = 0
-        for row in batch.rows:
-            one = Batch(rows=[row], next_index={row[0]: row[1] + 1})
+        last = len(batch.rows) - 1
+        for position, row in enumerate(batch.rows):
+            one = Batch(rows=[row], next_index={row[0]: row[1] + 1},
+                        checkpoint_table=batch.checkpoints() if position == last else None)
             try:
                 result = self._write(one)
             except DATA_ERRORS as error:
                 note = f"projection: payload refused by DuckDB ({str(error)[:200]})"
                 kept = (*row[:11], None, "; ".join(filter(None, [row[12], note])))
-                one = Batch(rows=[kept], next_index=one.next_index)
+                one = Batch(rows=[kept], next_index=one.next_index,
+                            checkpoint_table=one.checkpoint_table)
                 result = self._write(one)
             inserted += result[0]
             noted += result[1]
+        if not batch.rows and batch.checkpoints() is not None:
+            self._write(batch)
         return inserted, noted
 
-    def _write(self, batch: Batch | RawBatch) -> tuple[int, int]:
+    def _write(self, batch: Batch | RawBatch | BlockBatch) -> tuple[int, int]:
         con = self.con
         table = batch.to_arrow()
+        checkpoints = batch.checkpoints()
         next_index = batch.next_index
+        raw = isinstance(batch, (RawBatch, BlockBatch))
         con.begin()
         try:
-            if isinstance(batch, RawBatch):
+            if raw:
                 con.register("_raw", table)
                 con.execute(RAW_STAGE_SQL)
             else:
@@ -287,21 +335,28 @@ class Projector:
                 "INSERT INTO events BY NAME SELECT n.* EXCLUDE (note), "
                 "nullif(concat_ws('; ', n.note, x.note), '') AS note "
                 "FROM _new n LEFT JOIN _notes x USING (event_id)")
-            values = ", ".join(f"({int(p)}, {int(i)}, now())" for p, i in next_index.items())
-            con.execute(
-                f"INSERT INTO projection_state VALUES {values} ON CONFLICT (partition) DO "
-                "UPDATE SET next_index = greatest(next_index, excluded.next_index), "
-                "updated_at = excluded.updated_at")
+            if checkpoints is not None:
+                con.register("_checkpoints", checkpoints)
+                con.execute(CHECKPOINTS_SQL)
+            if next_index:
+                values = ", ".join(f"({int(p)}, {int(i)}, now())"
+                                   for p, i in next_index.items())
+                con.execute(
+                    f"INSERT INTO projection_state VALUES {values} ON CONFLICT (partition) DO "
+                    "UPDATE SET next_index = greatest(next_index, excluded.next_index), "
+                    "updated_at = excluded.updated_at")
             con.commit()
         except BaseException:
             con.rollback()
             raise
         finally:
-            if isinstance(batch, RawBatch):
+            if raw:
                 con.execute("DROP VIEW IF EXISTS _batch")
                 con.unregister("_raw")
             else:
                 con.unregister("_batch")
+            if checkpoints is not None:
+                con.unregister("_checkpoints")
         return inserted, noted
 
     # ---- readers, snapshots, retention ----------------------------------------------------

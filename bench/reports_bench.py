@@ -293,11 +293,14 @@ def time_reports(db: Path, repeat: int) -> dict[str, Any]:
             best = None
             for _ in range(repeat):
                 cursor = con.cursor()
+                context = ReportContext(governance=policy.governance, now=end + timedelta(days=2),
+                                        proofs="none", want_json=True)
                 t = time.perf_counter()
-                document = build_report(cursor, framework(key), start, end, context=ReportContext(
-                    governance=policy.governance, now=end + timedelta(days=2), proofs="none"))
+                document = build_report(cursor, framework(key), start, end, context=context)
                 built = time.perf_counter() - t
-                text = render(document, "json")
+                # the JSON as the CLI writes it (and signs and registers it): built with the
+                # document (its lines and entries as DuckDB's JSON text)
+                text = context.json_bytes or render(document, "json").encode()
                 total = time.perf_counter() - t
                 cursor.close()
                 if best is None or total < best["total_s"]:

@@ -80,6 +80,7 @@ class ReportContext:
     signer: SigningKey | None = None
     record: Recorder | None = None
     generated_by: str = ""
+    want_json: bool = False  # make json_bytes even when neither signed nor registered
     json_bytes: bytes | None = None  # out: the JSON rendering, as signed and registered
 
 
@@ -141,25 +142,31 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
     for name in ("changes", "timeline", "exceptions", "evidence"):
         run(con, name)
 
-    lines = _lines(con)
-    by_id = {line["change_id"]: line for line in lines}
     exceptions = _exceptions(con)
-    if ctx.verify_signatures:
-        exceptions += _signature_findings(con)
-    for item in exceptions:
-        if item["change_id"] in by_id:
-            by_id[item["change_id"]]["exceptions"].append(item["code"])
-    for line in lines:
-        line["exceptions"] = sorted(set(line["exceptions"]))
+    signature_findings = _signature_findings(con) if ctx.verify_signatures else []
+    exceptions += signature_findings
 
     cp_dicts = [checkpoints[p].to_dict() for p in sorted(checkpoints)]
     seed = ctx.seed or sampling.default_seed(
         cp_dicts or [{"partition": p, "size": s, "root": ""} for p, s in sorted(cut.items())])
     size = ctx.sample_size if ctx.sample_size is not None else fw.sample_size
-    drawn = sampling.draw(((x["change_id"], x["kind"], x["weekend"]) for x in lines),
-                          seed, size)
-    for entry in drawn:
-        by_id[entry["change_id"]]["sampled"] = entry["rank"]
+    drawn = sampling.draw(con.execute(
+        "SELECT change_id, kind, dayofweek(changed_at) IN (0, 6) FROM r_changes").fetchall(),
+        seed, size)
+    con.execute("CREATE OR REPLACE TEMP TABLE _sample AS SELECT unnest(?::VARCHAR[]) AS "
+                "change_id, unnest(?::INTEGER[]) AS rank",
+                [[d["change_id"] for d in drawn], [d["rank"] for d in drawn]])
+    # The lines come whole from DuckDB (exception codes and sample ranks joined there); their
+    # JSON text is kept to be written as it is (reports/signature.py dumps) unless changed here.
+    lines_text: str | None = _text(con, "lines", "[]")
+    lines = json.loads(lines_text)
+    if signature_findings:
+        by_id = {line["change_id"]: line for line in lines}
+        for item in signature_findings:
+            if item["change_id"] in by_id:
+                line = by_id[item["change_id"]]
+                line["exceptions"] = sorted({*line["exceptions"], item["code"]})
+        lines_text = None
 
     sections = _sections(con, fw, ctx, start, end, now, checkpoints, projected)
     document: dict[str, Any] = {
@@ -182,7 +189,8 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
         "consistency": None,
         "population": {
             "count": len(lines),
-            "digest": hashlib.sha256("\n".join(sorted(by_id)).encode()).hexdigest(),
+            "digest": hashlib.sha256("\n".join(sorted(x["change_id"] for x in lines)
+                                                 ).encode()).hexdigest(),
             "by_kind": _count(x["kind"] for x in lines),
             "changes": lines,
         },
@@ -197,9 +205,10 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
                      "events.leaf_hash); proof hashes, roots and notes are base64 (RFC 9162, "
                      "C2SP tlog-checkpoint)", "entries": {}},
     }
-    _attach_proofs(con, document, ctx, checkpoints)
+    entries_text = _attach_proofs(con, document, ctx, checkpoints)
     _consistency(document, ctx, checkpoints)
-    _register(document, ctx, fw, start, end)
+    raw = {("population", "changes"): lines_text, ("evidence", "entries"): entries_text}
+    _register(document, ctx, fw, start, end, raw)
     return document
 
 
@@ -212,12 +221,10 @@ def _json(con: duckdb.DuckDBPyConnection, name: str) -> list[dict[str, Any]]:
     return json.loads(row[0]) if row and row[0] else []
 
 
-def _lines(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    lines = _json(con, "lines")
-    for line in lines:
-        line["exceptions"] = []
-        line["sampled"] = None
-    return lines
+def _text(con: duckdb.DuckDBPyConnection, name: str, empty: str) -> str:
+    """One named query of sql/document.sql as the JSON text DuckDB built."""
+    row = con.execute(named("document")[name]).fetchone()
+    return str(row[0]) if row and row[0] else empty
 
 
 def _exceptions(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -359,9 +366,10 @@ def _ledger_info(ctx: ReportContext, cut: dict[int, int], projected: dict[int, i
 
 
 def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
-                   ctx: ReportContext, checkpoints: dict[int, SignedCheckpoint]) -> None:
+                   ctx: ReportContext, checkpoints: dict[int, SignedCheckpoint]) -> str | None:
     """Every ledger entry the report cites, once, with its inclusion proof (all of them, or
-    only those of the tested lines: the sample and the exceptions)."""
+    only those of the tested lines: the sample and the exceptions). Returns the entries' JSON
+    text as DuckDB built it when no proof was added to it (else None)."""
     extra = [f"SELECT partition, ledger_index FROM {t}" for name, t in
              (("phi_access", "r_phi_access"), ("erasures", "r_erasures_in"))
              if name in document["sections"]]
@@ -370,13 +378,12 @@ def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
         sql += (" UNION SELECT e.partition, e.ledger_index, e.event_id, e.type, e.leaf_hash "
                 f"FROM ({' UNION '.join(extra)}) x JOIN events e "
                 "ON e.partition = x.partition AND e.ledger_index = x.ledger_index")
-    rows = con.execute(sql + " ORDER BY 1, 2").fetchall()
-    entries = {f"{p}:{i}": {"event_id": eid, "type": kind, "partition": p, "index": i,
-                            "leaf_hash": leaf, "tree_size": None, "proof": None}
-               for p, i, eid, kind, leaf in rows}
+    con.execute(f"CREATE OR REPLACE TEMP TABLE r_entries AS {sql}")
+    text = _text(con, "entries", "{}")
+    entries = json.loads(text)
     wanted: list[tuple[int, int]] = []
     if ctx.proofs == "all":
-        wanted = [(p, i) for p, i, *_ in rows]
+        wanted = [(e["partition"], e["index"]) for e in entries.values()]
     elif ctx.proofs == "tested":
         lines = document["population"]["changes"]
         keep = {key for line in lines if line["sampled"] is not None or line["exceptions"]
@@ -405,6 +412,7 @@ def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
                 entry["tree_size"] = size
                 entry["proof"] = paths[index]
     document["evidence"]["entries"] = entries
+    return None if checkpoints and wanted else text
 
 
 def _consistency(document: dict[str, Any], ctx: ReportContext,
@@ -443,7 +451,7 @@ def canonical_bytes(document: dict[str, Any]) -> bytes:
 
 
 def _register(document: dict[str, Any], ctx: ReportContext, fw: Framework, start: datetime,
-              end: datetime) -> None:
+              end: datetime, raw: dict[tuple[str, str], str | None]) -> None:
     """Name the report by what it says (framework, period, checkpoints, population,
     exceptions, sample); with a signer, sign it and record report.generated (reports/
     signature.py); with a registry, store it and append its entry."""
@@ -457,12 +465,12 @@ def _register(document: dict[str, Any], ctx: ReportContext, fw: Framework, start
         partitions = document["ledger"]["partitions"] or None
         try:
             rendered = sign(document, ctx.signer, partitions=partitions, record=ctx.record,
-                            generated_by=ctx.generated_by)
+                            generated_by=ctx.generated_by, body=dumps(document, raw))
         except (LedgerError, OSError) as error:
             raise ReportError(f"the report could not be recorded in the ledger ({error})",
                               "reports.not_recorded") from None
-    elif ctx.registry is not None:
-        rendered = dumps(document)
+    elif ctx.registry is not None or ctx.want_json:
+        rendered = dumps(document, raw)
     else:
         return
     ctx.json_bytes = rendered + b"\n"

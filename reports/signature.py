@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import json
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,10 +49,30 @@ SIGNED = ("the report's compact JSON as written, without this last member: the f
 Recorder = Callable[[Envelope], int | None]
 
 
-def dumps(document: dict[str, Any]) -> bytes:
-    """The JSON rendering of a report (what is written, stored and signed)."""
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode()
+def dumps(document: dict[str, Any],
+          raw: dict[tuple[str, str], str | None] | None = None) -> bytes:
+    """The JSON rendering of a report (what is written, stored and signed).
+
+    `raw` maps (member, sub-member) to JSON text that is already the value's encoding (the
+    lines and evidence entries as DuckDB built them, which the document holds parsed): that
+    text is written in place of encoding the value again."""
+    parts = {key: text for key, text in (raw or {}).items() if text is not None}
+    if not parts:
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False,
+                          default=str).encode()
+    shallow = dict(document)
+    tokens: dict[str, str] = {}
+    for (outer, inner), text in parts.items():
+        token = f"raw-{secrets.token_hex(16)}"
+        shallow[outer] = {**shallow[outer], inner: token}
+        tokens[f'"{token}"'] = text
+    out = json.dumps(shallow, separators=(",", ":"), ensure_ascii=False, default=str)
+    for quoted, text in tokens.items():
+        before, found, after = out.partition(quoted)
+        if not found:
+            raise ValueError("raw JSON placeholder lost")
+        out = before + text + after
+    return out.encode()
 
 
 def _b64(data: bytes) -> str:
@@ -78,7 +99,8 @@ def report_event(document: dict[str, Any], body_sha256: str, signer: SigningKey,
 
 
 def sign(document: dict[str, Any], signer: SigningKey, *, partitions: int | None = None,
-         record: Recorder | None = None, generated_by: str = "") -> bytes:
+         record: Recorder | None = None, generated_by: str = "",
+         body: bytes | None = None) -> bytes:
     """Sign the document (which must have no `signature` yet), record `report.generated` with
     `record` (if given) and add the `signature` member, last. Returns the JSON bytes of the
     signed document (what `render(document, "json")` gives, without its final newline)."""

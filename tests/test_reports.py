@@ -275,3 +275,16 @@ def test_the_cli_writes_every_format_and_registers_the_reports(tmp_path):
     assert last["consistency"]["verified"] is True
     assert main([*base, *args, "--to", "2029-12-01"]) == 2  # an empty period
     assert main([*base, "report", "gdpr", "--from", "2030-13-01"]) == 2
+
+
+@pytest.mark.parametrize("extra", [{}, {"proofs": "none"}, {"proofs": "tested"},
+                                   {"verify_signatures": True}], ids=str)
+def test_the_json_written_is_the_document(history, extra):
+    """The lines and entries are written as the JSON text DuckDB built (not encoded again):
+    what is written parses back to exactly the document."""
+    ctx = context(history, want_json=True, **extra)
+    document = build_report(history.runner.projector.cursor(), framework("hipaa"), *PERIOD,
+                            context=ctx)
+    assert ctx.json_bytes is not None and ctx.json_bytes.endswith(b"}\n")
+    assert json.loads(ctx.json_bytes) == document
+    assert json.loads(render(document, "json")) == document

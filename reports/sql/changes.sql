@@ -94,6 +94,11 @@ SELECT * FROM prm
 UNION ALL BY NAME SELECT * FROM ovr
 UNION ALL BY NAME SELECT * FROM exe_in;
 
+-- The candidates' decisions, read once (the small side is the one hashed: a semi join,
+-- probed by the decisions' scan, never a hash table over every decision).
+CREATE OR REPLACE TEMP TABLE c_decisions AS
+SELECT d.* FROM r_decisions d SEMI JOIN r_candidates c ON d.event_id = c.decision_event_id;
+
 CREATE OR REPLACE TEMP TABLE r_changes AS
 WITH cls AS (
     SELECT event_id, list_distinct(list(cls)) AS classes FROM (
@@ -116,7 +121,7 @@ WITH cls AS (
                list_transform(coalesce(c.data_classes, []::VARCHAR[]), lambda x: lower(x)),
                coalesce(cls.classes, []::VARCHAR[])))) AS all_classes
     FROM r_candidates c
-    LEFT JOIN r_decisions d ON d.event_id = c.decision_event_id
+    LEFT JOIN c_decisions d ON d.event_id = c.decision_event_id
     LEFT JOIN cls ON cls.event_id = c.decision_event_id
 )
 SELECT j.*, list_contains(j.frameworks, p.p_framework) AS tagged

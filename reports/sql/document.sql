@@ -31,9 +31,24 @@ SELECT coalesce(to_json(list({
     'test_evidence': t.tested, 'rollback_plan': t.plan_ok,
     'review_due_at': strftime(c.review_due_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
     'reviewed_at': strftime(t.reviewed_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
-    'evidence': coalesce(ev.evidence, [])}
+    'evidence': coalesce(ev.evidence, []),
+    'exceptions': coalesce(xc.codes, []), 'sampled': s.rank}
     ORDER BY c.changed_at, c.change_id)), '[]')::VARCHAR
-FROM r_changes c JOIN r_timeline t USING (change_id) LEFT JOIN ev USING (change_id);
+FROM r_changes c JOIN r_timeline t USING (change_id) LEFT JOIN ev USING (change_id)
+-- the line's exception codes (sorted, once each) and its rank in the sample (_sample: drawn
+-- in Python from the seed, reports/sample.py)
+LEFT JOIN (SELECT change_id, list_sort(list_distinct(list(code))) AS codes FROM r_exceptions
+           WHERE change_id IS NOT NULL GROUP BY change_id) xc USING (change_id)
+LEFT JOIN _sample s USING (change_id);
+
+-- name: entries
+-- evidence.entries: every cited entry once, keyed "<partition>:<index>", in ledger order
+-- (tree_size and proof are filled in Python when proofs are asked for)
+SELECT '{' || coalesce(string_agg(to_json(partition || ':' || ledger_index)::VARCHAR || ':' ||
+    json_object('event_id', event_id, 'type', type, 'partition', partition,
+                'index', ledger_index, 'leaf_hash', leaf_hash, 'tree_size', NULL,
+                'proof', NULL)::VARCHAR, ',' ORDER BY partition, ledger_index), '') || '}'
+FROM r_entries;
 
 -- name: exceptions
 SELECT coalesce(to_json(list({

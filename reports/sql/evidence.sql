@@ -16,10 +16,8 @@ WITH refs AS (
         FROM c_approvals a
     UNION ALL SELECT x.permit_id, 'execution', x.partition, x.ledger_index
         FROM c_executions x
-    UNION ALL SELECT 'exec:' || x.execution_id, 'execution', x.partition, x.ledger_index
-        FROM r_executions x
-        WHERE x.execution_id IN (SELECT substr(change_id, 6) FROM r_changes
-                                 WHERE kind = 'unpermitted')
+    UNION ALL SELECT x.change_id, 'execution', x.partition, x.ledger_index
+        FROM c_unpermitted x
     UNION ALL SELECT v.permit_id, 'violation', v.partition, v.ledger_index
         FROM c_violations v
     UNION ALL SELECT r.permit_id, 'rollback', r.partition, r.ledger_index

@@ -17,6 +17,12 @@ CREATE OR REPLACE TEMP TABLE c_violations AS
     SELECT v.* FROM r_violations v SEMI JOIN r_changes c ON v.permit_id = c.change_id;
 CREATE OR REPLACE TEMP TABLE c_rollbacks AS
     SELECT r.* FROM r_rollbacks r SEMI JOIN r_changes c ON r.permit_id = c.change_id;
+-- the execution reports of the ticketless changes (change id "exec:<execution id>")
+CREATE OR REPLACE TEMP TABLE c_unpermitted AS
+    SELECT 'exec:' || x.execution_id AS change_id, x.*
+    FROM r_executions x
+    SEMI JOIN (SELECT substr(change_id, 6) AS execution_id FROM r_changes
+               WHERE kind = 'unpermitted') u ON x.execution_id = u.execution_id;
 
 CREATE OR REPLACE TEMP TABLE r_timeline AS
 WITH approved AS (
@@ -35,10 +41,8 @@ WITH approved AS (
     SELECT x.permit_id, x.occurred_at, x.partition, x.ledger_index, x.event_id
     FROM c_executions x
     UNION ALL
-    SELECT 'exec:' || x.execution_id, x.occurred_at, x.partition, x.ledger_index, x.event_id
-    FROM r_executions x
-    WHERE x.execution_id IN (SELECT substr(change_id, 6) FROM r_changes
-                             WHERE kind = 'unpermitted')
+    SELECT x.change_id, x.occurred_at, x.partition, x.ledger_index, x.event_id
+    FROM c_unpermitted x
     UNION ALL
     SELECT o.permit_id, o.occurred_at, o.partition, o.ledger_index, o.event_id
     FROM c_operations o

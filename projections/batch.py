@@ -137,7 +137,8 @@ class RawBatch:
         return pa.Table.from_arrays(
             [pa.array(self.partitions, pa.int32()), pa.array(self.indexes, pa.int64()),
              pa.array(self.hashes, pa.binary()),
-             pa.array(self.bodies, pa.binary()).cast(pa.string())], schema=RAW_SCHEMA)
+             pa.array(self.bodies, pa.large_binary()).cast(pa.large_string())],
+            schema=RAW_SCHEMA)
 
     def checkpoints(self) -> pa.Table | None:
         return None

@@ -25,7 +25,7 @@ RAW_SCHEMA = pa.schema([
     ("partition", pa.int32()),
     ("ledger_index", pa.int64()),
     ("leaf_hash", pa.binary()),
-    ("doc", pa.string()),
+    ("doc", pa.large_string()),
 ])
 _HASH_AT, _HASH_END, _BODY_AT = 4, 36, 83  # ledger.scan: where hash and event sit in a frame
 _FAR = 1 << 40  # "to the end of the value" (binary_slice wants an explicit stop)
@@ -64,7 +64,7 @@ def blocks_to_arrow(blocks: Sequence[Block]) -> pa.Table:
         return RAW_SCHEMA.empty_table()
     stored = pa.chunked_array(frames, pa.large_binary())
     hashes = pc.binary_slice(stored, _HASH_AT, _HASH_END).cast(pa.binary())
-    docs = pc.binary_slice(stored, _BODY_AT, _FAR).cast(pa.binary()).cast(pa.string())
+    docs = pc.binary_slice(stored, _BODY_AT, _FAR).cast(pa.large_string())
     return pa.table([pa.chunked_array(partitions, pa.int32()),
                      pa.chunked_array(indexes, pa.int64()), hashes, docs],
                     schema=RAW_SCHEMA)

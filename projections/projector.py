@@ -326,15 +326,20 @@ class Projector:
                 con.execute(DEDUPE_SQL)
             present = {t for (t,) in con.execute("SELECT DISTINCT type FROM _new").fetchall()}
             _project(con, [p for p in PROJECTIONS if present.intersection(p.types)])
-            counts = con.execute(
-                "SELECT count(*), count(*) FILTER (WHERE n.note IS NOT NULL "
-                "OR x.note IS NOT NULL) FROM _new n LEFT JOIN _notes x USING (event_id)"
-            ).fetchone()
+            notes = con.execute("SELECT count(*) FROM _notes").fetchone()
+            if notes and notes[0]:
+                counts = con.execute(
+                    "SELECT count(*), count(*) FILTER (WHERE n.note IS NOT NULL "
+                    "OR x.note IS NOT NULL) FROM _new n LEFT JOIN _notes x USING (event_id)"
+                ).fetchone()
+                con.execute(
+                    "INSERT INTO events BY NAME SELECT n.* EXCLUDE (note), "
+                    "nullif(concat_ws('; ', n.note, x.note), '') AS note "
+                    "FROM _new n LEFT JOIN _notes x USING (event_id)")
+            else:  # the usual case: no payload problems, no join
+                counts = con.execute("SELECT count(*), count(note) FROM _new").fetchone()
+                con.execute("INSERT INTO events BY NAME SELECT * FROM _new")
             inserted, noted = (int(counts[0]), int(counts[1])) if counts else (0, 0)
-            con.execute(
-                "INSERT INTO events BY NAME SELECT n.* EXCLUDE (note), "
-                "nullif(concat_ws('; ', n.note, x.note), '') AS note "
-                "FROM _new n LEFT JOIN _notes x USING (event_id)")
             if checkpoints is not None:
                 con.register("_checkpoints", checkpoints)
                 con.execute(CHECKPOINTS_SQL)
@@ -398,39 +403,28 @@ class Projector:
 
 
 def _project(con: duckdb.DuckDBPyConnection, projections: list[Projection]) -> None:
-    """Read each payload once (one struct column per projection), note the payloads that miss
-    a required field, insert the rest into the typed tables."""
+    """Per projection, read its payloads once into a struct (a temp table of just its rows),
+    note the payloads that miss a required field, insert the rest into the typed tables."""
     con.execute("CREATE OR REPLACE TEMP TABLE _notes (event_id VARCHAR, note VARCHAR)")
-    if not projections:
-        return
-    reads = ", ".join(f"CASE WHEN type IN ({_types(p)}) THEN json_transform(payload, "
-                      f"'{p.structure}') END AS p_{p.name}" for p in projections)
-    everything = ", ".join(_types(p) for p in projections)
-    con.execute("CREATE OR REPLACE TEMP TABLE _src AS SELECT event_id, type, occurred_at, "
-                f"partition, ledger_index, {reads} FROM _new WHERE type IN ({everything})")
-    notes = []
     for p in projections:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _src AS SELECT event_id, type, occurred_at, partition,"
+            f" ledger_index, json_transform(payload, '{p.structure}') AS p FROM _new "
+            f"WHERE type IN ({_types(p)})")
         missing = ", ".join(f"CASE WHEN p.{name} IS NULL THEN '{name}' END"
                             for name in p.required)
-        notes.append(
-            f"SELECT event_id, 'payload: not projected into {p.name}, missing or unreadable: '"
-            f" || coalesce(concat_ws(', ', {missing}), 'everything') "
-            f"FROM {_rows(p)} WHERE NOT ({_ok(p)})")
-    con.execute("INSERT INTO _notes " + " UNION ALL ".join(notes))
-    for p in projections:
-        source = f"(SELECT * FROM {_rows(p)} WHERE {_ok(p)}) AS src"
+        con.execute(
+            f"INSERT INTO _notes SELECT event_id, 'payload: not projected into {p.name}, "
+            f"missing or unreadable: ' || coalesce(concat_ws(', ', {missing}), 'everything') "
+            f"FROM _src WHERE NOT ({_ok(p)})")
+        source = f"(SELECT * FROM _src WHERE {_ok(p)}) AS src"
         for table, select in p.inserts.items():
             con.execute(f"INSERT INTO {table} BY NAME " + select.replace("{src}", source))
+    con.execute("DROP TABLE IF EXISTS _src")
 
 
 def _types(projection: Projection) -> str:
     return ", ".join(f"'{t}'" for t in projection.types)
-
-
-def _rows(projection: Projection) -> str:
-    """The rows of one projection's types in _src, its struct column named `p`."""
-    return (f"(SELECT event_id, type, occurred_at, partition, ledger_index, "
-            f"p_{projection.name} AS p FROM _src WHERE type IN ({_types(projection)})) AS rows")
 
 
 def _ok(projection: Projection) -> str:

@@ -150,6 +150,7 @@ class Runtime:
                     settings.ledger_dir, settings.duckdb_path, config.projector_interval_s,
                     snapshot=config.snapshot, snapshot_interval_s=config.snapshot_interval_s,
                     on_progress=on_projected, on_exit=self._projector_died)
+                self.writer.fresh = []
         except BaseException:
             self.ledger.close()
             raise
@@ -241,8 +242,8 @@ class Runtime:
         returns a future done when Kafka acknowledged it and everything sent before it."""
         async with self._send_lock:
             out = self.writer.take()
-            if out and self.projection is not None:
-                self.projection.poke()
+            if self.projection is not None:
+                self.projection.hand_over(self.writer.take_fresh())
             messages = [*out, *extra]
             if messages:
                 mine = await self.publisher.enqueue(messages)

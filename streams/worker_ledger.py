@@ -5,8 +5,8 @@ embedded layout, and the partition of the subject's key on every topic), idempot
 id; every entry, also one the ledger refused as a duplicate (a replay), is published on
 <p>.ledger as {"partition", "index", "leaf_hash", "event"}: consumers dedupe by position.
 
-The DuckDB projector runs in its own process (streams/worker_projector.py) and reads what was
-appended from the ledger files.
+The DuckDB projector runs in its own process (streams/worker_projector.py); the writer hands it
+what it appended (`take_fresh`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class LedgerWriter:
         self.appended = 0
         self.duplicates = 0
         self.on_append: Callable[[int, int, dict[str, Any]], None] | None = None
+        # fresh entries as (partition, index, leaf hash, event JSON), for the projector
+        self.fresh: list[tuple[int, int, bytes, bytes]] | None = None
         self._out: list[Outgoing | _Stored] = []
         self._partition_of: dict[str, int] = {}
 
@@ -68,12 +70,21 @@ class LedgerWriter:
         self.appended += 1
         if self.on_append is not None:
             self.on_append(p, result.index, record)
-        body = dumps(record).encode()  # once: the ledger entry message and the routed event
+        body = dumps(record).encode()  # once: ledger entry message, routed event, projector
+        if self.fresh is not None:
+            self.fresh.append((p, result.index, result.leaf_hash, body))
         self._out.append(Outgoing(LEDGER, key, entry_value(p, result.index, result.leaf_hash,
                                                            body), p))
         if routed is not None:
             self._out.append(Outgoing(routed, key, body, p))
         return True
+
+    def take_fresh(self) -> list[tuple[int, int, bytes, bytes]]:
+        """The entries appended since the last call (for the projector)."""
+        if not self.fresh:
+            return []
+        fresh, self.fresh = self.fresh, []
+        return fresh
 
     def take(self) -> list[Outgoing]:
         """The messages queued since the last take, in recording order."""

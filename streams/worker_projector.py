@@ -3,17 +3,20 @@ the agents):
 
     python -m streams.worker_projector LEDGER_DIR DUCKDB [--interval-ms N] [--snapshot PATH ...]
 
-The child reads what the worker appended from the ledger files (readers may run beside the
-ledger's one writer; the reader stops at the live edge) and projects it into DuckDB, whose one
-writer it is. It projects at start (what an earlier run appended), then whenever the worker
-pokes it (one byte on stdin after each batch it appended), at most once per interval, and at
-least once a second. Each catch-up that projected something is reported on stdout as one line,
-`<unix time> <partition>:<next index> ...` (the rows are committed when the line is written).
-End of stdin (the worker stopped, or died: the pipe closes with it) means: one last catch-up, the
-snapshot if asked for, close, exit 0. DuckDB upserts by event id, so nothing is projected twice.
+The worker (the ledger's one writer) hands the child every entry it appended, on the child's
+stdin, as frames `>HQ32sI` (partition, index, leaf hash, length) + the event's JSON; the child
+projects them into DuckDB (whose one writer it is) at most once per interval, in one
+transaction, without reading the ledger files. The files are read (`Projector.catch_up`) at
+start (what an earlier run appended), whenever the handed entries do not continue a partition
+exactly where DuckDB stands (the ledger's own entries, e.g. a key added, are not handed over),
+and at the end. Each commit is reported on stdout as one line, `<unix time> <partition>:<next
+index> ...` (the rows are committed when the line is written). End of stdin (the worker
+stopped, or died: the pipe closes with it) means: project what was handed over, one last
+catch-up from the files, the snapshot if asked for, close, exit 0. DuckDB upserts by event id,
+so nothing is projected twice.
 
-`ProjectorProcess` is the worker's side: start, poke (never blocks), progress, close (waits for
-the last catch-up).
+`ProjectorProcess` is the worker's side: start, hand over (never blocks the event loop: a
+thread writes the pipe), progress, close (waits for the last catch-up).
 """
 
 from __future__ import annotations
@@ -21,28 +24,33 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import queue
 import select
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 log = logging.getLogger("certify.worker")
-IDLE_CATCH_UP_S = 1.0  # with no poke, still catch up this often (ledger-internal entries)
+FRAME = struct.Struct(">HQ32sI")  # partition, index, leaf hash, length of the event JSON
 OPEN_TIMEOUT_S = 120.0  # a previous projector may still hold DuckDB's lock while it finishes
 STOP_TIMEOUT_S = 600.0
+READ_BYTES = 4 << 20
 
 Progress = Callable[[float, dict[int, int]], None]
+Fresh = tuple[int, int, bytes, bytes]  # partition, index, leaf hash, event JSON
 
 
 class ProjectorProcess:
     """The worker's handle on its projector child. `on_progress(unix_time, next_indexes)` is
-    called (from a reader thread) after each catch-up the child committed; `on_exit(code)` if
-    the child ends while the worker did not ask it to (the worker treats that as fatal)."""
+    called (from a reader thread) after each commit of the child; `on_exit(code)` if the child
+    ends while the worker did not ask it to (the worker treats that as fatal)."""
 
     def __init__(self, ledger_dir: Path, db_path: Path, interval_s: float, *,
                  snapshot: Path | None = None, snapshot_interval_s: float = 60.0,
@@ -56,22 +64,38 @@ class ProjectorProcess:
         self.on_progress = on_progress
         self.on_exit = on_exit
         self.positions: dict[int, int] = {}
-        self.catch_ups = 0
+        self.commits = 0
         self._closing = False
         self.child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       close_fds=True)
         assert self.child.stdin is not None and self.child.stdout is not None
-        self._poke_fd = self.child.stdin.fileno()
-        os.set_blocking(self._poke_fd, False)
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, args=(self.child.stdin,),
+                                        name="projector-hand-over", daemon=True)
         self._reader = threading.Thread(target=self._read, args=(self.child.stdout,),
                                         name="projector-progress", daemon=True)
+        self._writer.start()
         self._reader.start()
 
-    def poke(self) -> None:
-        """Something was appended. Never blocks: a full pipe means the child has work already."""
+    def hand_over(self, entries: Sequence[Fresh]) -> None:
+        """Entries just appended, in order. Never blocks."""
+        if entries:
+            self._queue.put(b"".join(FRAME.pack(p, i, h, len(body)) + body
+                                     for p, i, h, body in entries))
+
+    def _write(self, stdin: IO[bytes]) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                break
+            try:
+                stdin.write(chunk)
+                stdin.flush()
+            except (BrokenPipeError, OSError):
+                break  # the child is gone: _read reports it
         try:
-            os.write(self._poke_fd, b".")
-        except (BlockingIOError, BrokenPipeError, OSError):
+            stdin.close()
+        except OSError:
             pass
 
     def _read(self, stdout: IO[bytes]) -> None:
@@ -80,7 +104,7 @@ class ProjectorProcess:
             if at is None:
                 continue
             self.positions.update(positions)
-            self.catch_ups += 1
+            self.commits += 1
             if self.on_progress is not None:
                 self.on_progress(at, positions)
         code = self.child.wait()
@@ -93,11 +117,8 @@ class ProjectorProcess:
         if self._closing:
             return self.child.wait()
         self._closing = True
-        try:
-            assert self.child.stdin is not None
-            self.child.stdin.close()
-        except OSError:
-            pass
+        self._queue.put(None)  # the writer closes stdin after what is queued
+        self._writer.join(timeout_s)
         try:
             code = self.child.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -122,6 +143,22 @@ def parse_progress(line: bytes) -> tuple[float | None, dict[int, int]]:
 
 
 # ---- the child ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandedEntry:
+    """An entry as the worker handed it over (projections.EntryLike, with its JSON bytes)."""
+
+    partition: int
+    index: int
+    leaf_hash: bytes
+    event_json: bytes
+
+    @property
+    def event(self) -> Any:
+        import json
+
+        return json.loads(self.event_json)
 
 
 def _open(ledger_dir: Path, db_path: Path) -> Any:
@@ -150,14 +187,35 @@ class _Child:
         self._snapshot_at = float("-inf")
         self._stale = self.snapshot is not None
         self.out = sys.stdout.buffer
+        self.next: dict[int, int] = {}
+        self.from_files = 0
+
+    def _report(self, next_index: dict[int, int]) -> None:
+        self.next = dict(next_index)
+        self._stale = self.snapshot is not None
+        positions = " ".join(f"{p}:{n}" for p, n in sorted(next_index.items()))
+        self.out.write(f"{time.time():.6f} {positions}\n".encode())
+        self.out.flush()
 
     def catch_up(self) -> None:
+        """From the ledger files."""
+        self.from_files += 1
         stats = self.projector.catch_up()
+        self.next = dict(self.projector.next_indexes())
         if stats.entries:
-            self._stale = self.snapshot is not None
-            positions = " ".join(f"{p}:{n}" for p, n in sorted(stats.next_index.items()))
-            self.out.write(f"{time.time():.6f} {positions}\n".encode())
-            self.out.flush()
+            self._report(self.next)
+
+    def project(self, entries: list[HandedEntry]) -> None:
+        expected = dict(self.next)
+        for entry in entries:
+            if entry.index > expected.get(entry.partition, 0):
+                self.catch_up()  # a gap (the ledger's own entries): read the files
+                entries = [e for e in entries if e.index >= self.next.get(e.partition, 0)]
+                break
+            expected[entry.partition] = max(expected.get(entry.partition, 0), entry.index + 1)
+        if entries:
+            stats = self.projector.project_entries(entries)
+            self._report(stats.next_index)
         self._maybe_snapshot()
 
     def _maybe_snapshot(self, *, force: bool = False) -> None:
@@ -171,20 +229,41 @@ class _Child:
 
     def run(self) -> None:
         fd = sys.stdin.buffer.fileno()
-        open_ = True
-        while open_:
-            started = time.monotonic()
-            self.catch_up()
-            # wait for a poke (or the idle period), then no sooner than the interval
-            ready, _, _ = select.select([fd], [], [], IDLE_CATCH_UP_S)
-            if ready and not os.read(fd, 65536):
-                open_ = False  # the worker stopped (or died)
-            rest = self.interval_s - (time.monotonic() - started)
-            if open_ and rest > 0:
-                time.sleep(rest)
+        self.catch_up()
+        buffer = bytearray()
+        pending: list[HandedEntry] = []
+        last = float("-inf")
+        while True:
+            wait = None if not pending else max(0.0, last + self.interval_s - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], wait)
+            if ready:
+                data = os.read(fd, READ_BYTES)
+                if not data:
+                    break  # the worker stopped (or died)
+                buffer += data
+                _parse(buffer, pending)
+            if pending and time.monotonic() >= last + self.interval_s:
+                last = time.monotonic()
+                batch, pending = pending, []
+                self.project(batch)
+        if pending:
+            self.project(pending)
         self.catch_up()
         self._maybe_snapshot(force=True)
         self.projector.close()
+
+
+def _parse(buffer: bytearray, into: list[HandedEntry]) -> None:
+    """Whole frames off the front of `buffer` (a torn frame waits for its rest)."""
+    at, size, head = 0, len(buffer), FRAME.size
+    while size - at >= head:
+        partition, index, leaf_hash, length = FRAME.unpack_from(buffer, at)
+        if size - at - head < length:
+            break
+        start = at + head
+        into.append(HandedEntry(partition, index, leaf_hash, bytes(buffer[start:start + length])))
+        at = start + length
+    del buffer[:at]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,13 @@ async def test_topic_idempotent_produce_group_commit(kafka_bootstrap, kafka_topi
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
+        # a topic just created may not have its leaders yet on a busy machine: ask again
+        deadline = time.monotonic() + 15
+        while True:
+            (described,) = await admin.describe_topics([topic])
+            if described["error_code"] == 0 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
         assert described["error_code"] == 0
         assert sorted(p["partition"] for p in described["partitions"]) == [0, 1, 2]
 

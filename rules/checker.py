@@ -9,12 +9,19 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from events.payloads import CertificationDecided, FactorScore, MinimumTriggered
 from rules.detect import Findings, detect, sensitive
 from rules.policy import Policy
-from rules.task_facts import IDENTITY_FIELDS, TaskFacts, read_task, task_identity
+from rules.task_facts import (
+    IDENTITY_FIELDS,
+    TaskFacts,
+    frozen_instance,
+    read_task,
+    task_identity,
+)
 
 REVERSIBILITY_LABELS = {
     "irreversible": "irreversible", "none": "irreversible",
@@ -38,9 +45,13 @@ CUSTOMER_LABELS = {
 
 @dataclass(frozen=True)
 class Decision:
-    """The decision event payload plus what only the CLI/HTTP answer shows."""
+    """The decision event payload plus what only the CLI/HTTP answer shows.
 
-    decided: CertificationDecided
+    `payload` is the `certification.decided` payload as plain JSON data, built in the hot path;
+    `decided` is the same payload as its pydantic model, made only when someone asks for it.
+    """
+
+    payload: dict[str, Any]
     facts: TaskFacts
     findings: Findings
     hard_block_messages: list[dict[str, str]]
@@ -49,52 +60,64 @@ class Decision:
     time_limit_minutes: int
     level_rule: str
 
+    @cached_property
+    def decided(self) -> CertificationDecided:
+        # Built from validated policy data and our own arithmetic: not re-validated (the
+        # golden-corpus test validates every payload against the model).
+        payload = self.payload
+        return CertificationDecided.model_construct(**{
+            **payload,
+            "factors": [FactorScore.model_construct(**f) for f in payload["factors"]],
+            "minimums": [MinimumTriggered.model_construct(**m) for m in payload["minimums"]]})
+
     @property
     def explanation(self) -> list[str]:
         """The decision in sentences: each factor's points and rule, the band, each minimum."""
-        d = self.decided
-        lines = [f"{f.factor}: {f.points} points ({f.value}) by {f.rule}"
-                 + (f" from {', '.join(f.evidence)}" if f.evidence else "") for f in d.factors]
-        lines.append(f"score {d.score}/50 -> band L{d.score_level} ({d.risk_level})")
-        lines += [f"minimum L{m.level} by {m.rule}: {m.reason} ({', '.join(m.evidence)})"
-                  for m in d.minimums]
-        lines.append(f"level {d.level} = {self.level_rule}")
-        lines += [f"note: {n}" for n in d.uncertainties]
+        d = self.payload
+        lines = [f"{f['factor']}: {f['points']} points ({f['value']}) by {f['rule']}"
+                 + (f" from {', '.join(f['evidence'])}" if f["evidence"] else "")
+                 for f in d["factors"]]
+        lines.append(f"score {d['score']}/50 -> band L{d['score_level']} ({d['risk_level']})")
+        lines += [f"minimum L{m['level']} by {m['rule']}: {m['reason']} "
+                  f"({', '.join(m['evidence'])})" for m in d["minimums"]]
+        lines.append(f"level {d['level']} = {self.level_rule}")
+        lines += [f"note: {n}" for n in d["uncertainties"]]
         return lines
 
     def for_task(self, task_id: str) -> Decision:
         """The same decision for another task with the same content."""
-        if task_id == self.decided.task_id:
+        if task_id == self.payload["task_id"]:
             return self
-        return replace(self, decided=self.decided.model_copy(update={"task_id": task_id}),
+        return replace(self, payload={**self.payload, "task_id": task_id},
                        facts=replace(self.facts, task_id=task_id))
 
     def to_report(self) -> dict[str, Any]:
         """The `certify check` JSON, keeping the seed's paths for masters' scripts."""
-        d = self.decided
+        d = self.payload
         env = self.findings.environment
         return {
-            "task_id": d.task_id,
+            "task_id": d["task_id"],
             "certification_decision": {
-                "worker_type": d.worker_type,
-                "certification_level_required": d.level,
-                "approvals_required": d.approvals_required,
-                "approver_roles": d.approver_roles,
-                "approval_time_limit_hours": d.approval_time_limit_hours,
-                "change_advisory_board": d.change_advisory_board,
+                "worker_type": d["worker_type"],
+                "certification_level_required": d["level"],
+                "approvals_required": d["approvals_required"],
+                "approver_roles": d["approver_roles"],
+                "approval_time_limit_hours": d["approval_time_limit_hours"],
+                "change_advisory_board": d["change_advisory_board"],
                 "hard_blocks": self.hard_block_messages,
-                "required_artefacts": d.required_artefacts,
+                "required_artefacts": d["required_artefacts"],
                 "permit_type": self.permit_type,
-                "risk_level": d.risk_level,
+                "risk_level": d["risk_level"],
                 "token_allocation": self.tokens,
                 "time_limit_minutes": self.time_limit_minutes,
             },
             "risk_score": {
-                "total": d.score,
-                "score_level": d.score_level,
-                "factors": {f.factor: f.model_dump() for f in d.factors},
+                "total": d["score"],
+                "score_level": d["score_level"],
+                "factors": {f["factor"]: {**f, "evidence": list(f["evidence"])}
+                            for f in d["factors"]},
             },
-            "minimums": [m.model_dump() for m in d.minimums],
+            "minimums": [{**m, "evidence": list(m["evidence"])} for m in d["minimums"]],
             "analysis": {
                 "environment": {"detected": env.environment, "critical": env.critical,
                                 "confidence": env.confidence,
@@ -106,13 +129,13 @@ class Decision:
                 "system_wide": self.findings.system_wide,
                 "compliance": self.findings.frameworks,
             },
-            "audit": {"fields": d.audit_fields, "retention_days": d.retention_days,
-                      "retention_class": d.retention_class},
-            "compliance_frameworks": d.compliance_frameworks,
-            "uncertainties": d.uncertainties,
+            "audit": {"fields": d["audit_fields"], "retention_days": d["retention_days"],
+                      "retention_class": d["retention_class"]},
+            "compliance_frameworks": d["compliance_frameworks"],
+            "uncertainties": d["uncertainties"],
             "unknown_fields_kept": self.facts.extra_fields,
             "explanation": self.explanation,
-            "policy": {"version": d.policy_version, "sha256": d.policy_sha256},
+            "policy": {"version": d["policy_version"], "sha256": d["policy_sha256"]},
         }
 
 
@@ -120,22 +143,113 @@ def _whole(number: float) -> int | float:
     return int(number) if float(number).is_integer() else number
 
 
-def _factor(policy: Policy, factor: str, value: str, rule_suffix: str, evidence: list[str]
-            ) -> FactorScore:
-    points = getattr(policy.scoring.factors, factor)[value]
-    return FactorScore.model_construct(factor=factor, points=points, value=value,
-                                       rule=f"factors.{factor}.{value}{rule_suffix}",
-                                       evidence=evidence)
+@dataclass(frozen=True)
+class LevelTable:
+    """What a level brings, whatever the task: its gate, audit and allocation."""
+
+    approvals_required: int
+    approver_roles: tuple[str, ...]
+    approval_time_limit_hours: int | float
+    change_advisory_board: bool
+    required_artefacts: tuple[str, ...]
+    audit_fields: tuple[str, ...]
+    retention_days: int
+    permit_type: str | None
+    tokens: int
+    time_limit_minutes: int
 
 
-def _score_environment(policy: Policy, f: Findings) -> FactorScore:
+@dataclass(frozen=True)
+class CheckerTables:
+    """Everything the checker reads from one policy, looked up once instead of per decision."""
+
+    factor_points: dict[str, dict[str, int]]
+    bands: tuple[tuple[int, str], ...]  # score -> (band level, risk level), for 0..50
+    levels: dict[int, LevelTable]
+    retention_class: dict[int, str]  # days -> the first class of that many days
+    compliance: dict[str, Any]
+    operation_minimums: dict[str, tuple[int, str]]  # category -> (level, reason), when set
+    operation_extra_approvers: dict[str, tuple[str, ...]]
+    hard_block_messages: dict[str, str]
+
+
+def _level_table(policy: Policy, level: int) -> LevelTable | None:
+    gov = policy.governance
+    try:
+        gate, audit, allocation = gov.gate(level), gov.audit_for(level), gov.allocation(level)
+    except KeyError:
+        return None  # a level this policy lacks: decide() asks again and raises as it always did
+    return LevelTable(
+        approvals_required=gate.approvers_required, approver_roles=tuple(gate.approver_roles),
+        approval_time_limit_hours=_whole(gate.max_hours),
+        change_advisory_board=gate.change_advisory_board,
+        required_artefacts=tuple(gate.required_artefacts), audit_fields=tuple(audit.fields),
+        retention_days=audit.retention_days, permit_type=gate.permit_type,
+        tokens=allocation.tokens, time_limit_minutes=allocation.time_limit_minutes)
+
+
+def _build_tables(policy: Policy) -> CheckerTables:
+    scoring, gov = policy.scoring, policy.governance
+    factors = scoring.factors
+    retention_class: dict[int, str] = {}
+    for name, days in gov.retention_classes.items():
+        retention_class.setdefault(days, name)
+    bands = []
+    for score in range(51):
+        try:
+            band = scoring.band(score)
+        except ValueError:
+            bands.append(None)
+        else:
+            bands.append((band.level, band.risk_level))
+    return CheckerTables(
+        factor_points={name: dict(getattr(factors, name)) for name in (
+            "environment", "reversibility", "data_sensitivity", "impact_scope",
+            "customer_impact")},
+        bands=tuple(bands),
+        levels={level: table for level in range(5)
+                if (table := _level_table(policy, level)) is not None},
+        retention_class=retention_class,
+        compliance=dict(gov.compliance),
+        operation_minimums={name: (rules.minimum, rules.reason)
+                            for name, rules in scoring.operations.items()
+                            if rules.minimum is not None},
+        operation_extra_approvers={op: tuple(roles) for op, roles
+                                   in gov.operation_extra_approvers.items()},
+        hard_block_messages={name: text.message for name, text in scoring.hard_blocks.items()},
+    )
+
+
+_tables: dict[int, tuple[Policy, CheckerTables]] = {}
+
+
+def tables_for(policy: Policy) -> CheckerTables:
+    """The policy's tables, built on first use (policies are immutable; a handful per process)."""
+    found = _tables.get(id(policy))
+    if found is not None and found[0] is policy:
+        return found[1]
+    if len(_tables) >= 8:
+        _tables.clear()
+    tables = _build_tables(policy)
+    _tables[id(policy)] = (policy, tables)  # holding the policy keeps its id from being reused
+    return tables
+
+
+def _factor(points: dict[str, int], factor: str, value: str, rule_suffix: str,
+            evidence: list[str]) -> dict[str, Any]:
+    """One factor's score as its payload entry (FactorScore's fields, in its order)."""
+    return {"factor": factor, "points": points[value], "value": value,
+            "rule": f"factors.{factor}.{value}{rule_suffix}", "evidence": evidence}
+
+
+def _score_environment(t: CheckerTables, f: Findings) -> dict[str, Any]:
     env = f.environment
-    return _factor(policy, "environment", env.environment, "",
+    return _factor(t.factor_points["environment"], "environment", env.environment, "",
                    [s.evidence for s in env.signals][:5] or ["assumed"])
 
 
-def _score_reversibility(policy: Policy, facts: TaskFacts, f: Findings, notes: list[str]
-                         ) -> FactorScore:
+def _score_reversibility(t: CheckerTables, facts: TaskFacts, f: Findings, notes: list[str]
+                         ) -> dict[str, Any]:
     candidates: list[tuple[str, str, list[str]]] = []  # (value, rule suffix, evidence)
     if facts.flags.get("irreversible"):
         candidates.append(("irreversible", "", ["flag irreversible=true"]))
@@ -162,23 +276,26 @@ def _score_reversibility(policy: Policy, facts: TaskFacts, f: Findings, notes: l
         else:
             notes.append("reversibility not stated; scored as complex rollback (conservative)")
             candidates.append(("complex_rollback", " (assumed)", ["not stated"]))
-    table = policy.scoring.factors.reversibility
-    value, suffix, evidence = max(candidates, key=lambda c: table[c[0]])  # worst claim wins
-    return _factor(policy, "reversibility", value, suffix, evidence)
+    table = t.factor_points["reversibility"]
+    value, suffix, evidence = (candidates[0] if len(candidates) == 1 else
+                               max(candidates, key=lambda c: table[c[0]]))  # worst claim wins
+    return _factor(table, "reversibility", value, suffix, evidence)
 
 
-def _score_data(policy: Policy, f: Findings, notes: list[str]) -> FactorScore:
-    table = policy.scoring.factors.data_sensitivity
+def _score_data(t: CheckerTables, f: Findings, notes: list[str]) -> dict[str, Any]:
+    table = t.factor_points["data_sensitivity"]
     found = dict(f.data)
     if f.unknown_data_types:
+        # Extends the finding's own "internal" list when there is one, so the report's
+        # analysis lists the unrecognised types there too (as it always has).
         found.setdefault("internal", []).extend(f"'{d}' (unrecognised)"
                                                 for d in f.unknown_data_types)
     if not found:
         if f.environment.environment == "production":
             notes.append("no data classes stated or detected; scored as public")
-        return _factor(policy, "data_sensitivity", "public", " (none detected)", [])
+        return _factor(table, "data_sensitivity", "public", " (none detected)", [])
     worst = max(found, key=lambda c: table[c])  # C-4: capped at the worst category's 10
-    return _factor(policy, "data_sensitivity", worst, "", found[worst][:5])
+    return _factor(table, "data_sensitivity", worst, "", found[worst][:5])
 
 
 def _scope_value(policy: Policy, facts: TaskFacts, f: Findings, notes: list[str]
@@ -202,8 +319,8 @@ def _scope_value(policy: Policy, facts: TaskFacts, f: Findings, notes: list[str]
     return "single_component", "", facts.components[:3] or ["no services named"]
 
 
-def _customer_value(policy: Policy, facts: TaskFacts, f: Findings, notes: list[str]
-                    ) -> tuple[str, str, list[str]]:
+def _customer_value(policy: Policy, t: CheckerTables, facts: TaskFacts, f: Findings,
+                    notes: list[str]) -> tuple[str, str, list[str]]:
     impact = policy.scoring.impact
     candidates: list[tuple[str, str, list[str]]] = []
     if facts.customer_impact_label:
@@ -221,7 +338,7 @@ def _customer_value(policy: Policy, facts: TaskFacts, f: Findings, notes: list[s
     if facts.flags.get("customer_facing"):
         candidates.append(("customer_segment", " (customer-facing)", ["flag customer_facing"]))
     if candidates:
-        table = policy.scoring.factors.customer_impact
+        table = t.factor_points["customer_impact"]
         return max(candidates, key=lambda c: table[c[0]])
     if f.environment.environment in ("production", "staging"):
         notes.append("customer impact not stated; scored as internal users")
@@ -229,14 +346,15 @@ def _customer_value(policy: Policy, facts: TaskFacts, f: Findings, notes: list[s
     return "no_users", " (isolated environment)", [f.environment.environment]
 
 
-def _minimums(policy: Policy, facts: TaskFacts, f: Findings) -> list[MinimumTriggered]:
+def _minimums(policy: Policy, t: CheckerTables, facts: TaskFacts, f: Findings,
+              sensitive_found: list[str]) -> list[dict[str, Any]]:
+    """Each triggered minimum as its payload entry (MinimumTriggered's fields, in its order)."""
     m = policy.scoring.minimums
     env = f.environment.environment
-    out: list[MinimumTriggered] = []
+    out: list[dict[str, Any]] = []
 
     def add(rule: str, level: int, reason: str, evidence: list[str]) -> None:
-        out.append(MinimumTriggered.model_construct(rule=rule, level=level, reason=reason,
-                                                    evidence=evidence[:5]))
+        out.append({"rule": rule, "level": level, "reason": reason, "evidence": evidence[:5]})
 
     live = env in ("production", "staging")
     if env == "production":
@@ -258,13 +376,13 @@ def _minimums(policy: Policy, facts: TaskFacts, f: Findings) -> list[MinimumTrig
     elif env == "staging":
         add("minimum.environment.staging", m.staging,
             "Staging is closed to non-union workers (C-19)", [env])
-    for category in sensitive(f):  # C-29: everywhere
+    for category in sensitive_found:  # C-29: everywhere
         add(f"minimum.data.{category}", m.sensitive_data,
             f"{category.upper()} data requires advanced certification", f.data[category])
     for category, evidence in f.operations.items():
-        rules = policy.scoring.operations[category]
-        if rules.minimum is not None:
-            add(f"minimum.operation.{category}", rules.minimum, rules.reason, evidence)
+        rule = t.operation_minimums.get(category)
+        if rule is not None:
+            add(f"minimum.operation.{category}", rule[0], rule[1], evidence)
     if live:
         if f.customer_facing:
             add("minimum.impact.customer_facing", m.customer_facing,
@@ -276,26 +394,25 @@ def _minimums(policy: Policy, facts: TaskFacts, f: Findings) -> list[MinimumTrig
             add("minimum.impact.multi_service", m.multi_service,
                 "Coordinated changes across services are complex", facts.services)
     for name, evidence in f.frameworks.items():
-        framework = policy.governance.compliance[name]
+        framework = t.compliance[name]
         add(f"minimum.compliance.{name}", framework.min_level,
             f"{name} work requires Level {framework.min_level}+", evidence)
     return out
 
 
-def _hard_blocks(policy: Policy, f: Findings, minimums: list[MinimumTriggered]
-                 ) -> list[dict[str, str]]:
-    texts = policy.scoring.hard_blocks
+def _hard_blocks(t: CheckerTables, f: Findings, sensitive_found: list[str],
+                 minimums: list[dict[str, Any]]) -> list[dict[str, str]]:
+    texts = t.hard_block_messages
     blocks = []
     env = f.environment.environment
     if env == "production":
-        blocks.append({"rule": "non_union.production", "message": texts["production"].message})
+        blocks.append({"rule": "non_union.production", "message": texts["production"]})
     if env == "staging" and "staging" in texts:
-        blocks.append({"rule": "non_union.staging", "message": texts["staging"].message})
-    if sensitive(f):
-        blocks.append({"rule": "non_union.sensitive_data",
-                       "message": texts["sensitive_data"].message})
-    if any(m.rule.startswith("minimum.operation.") for m in minimums):
-        blocks.append({"rule": "non_union.operation", "message": texts["operation"].message})
+        blocks.append({"rule": "non_union.staging", "message": texts["staging"]})
+    if sensitive_found:
+        blocks.append({"rule": "non_union.sensitive_data", "message": texts["sensitive_data"]})
+    if any(m["rule"].startswith("minimum.operation.") for m in minimums):
+        blocks.append({"rule": "non_union.operation", "message": texts["operation"]})
     return blocks
 
 
@@ -337,68 +454,82 @@ def decide(task: Any, policy: Policy, task_id: str | None = None, *, memo: bool 
 
 def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
     facts = read_task(task, task_id)
-    gov = policy.governance
+    t = tables_for(policy)
     findings = detect(facts, policy.scoring, policy.framework_text, policy.framework_aliases)
     notes = list(findings.environment.notes) + list(findings.notes)
 
     factors = [
-        _score_environment(policy, findings),
-        _score_reversibility(policy, facts, findings, notes),
-        _score_data(policy, findings, notes),
-        _factor(policy, "impact_scope", *_scope_value(policy, facts, findings, notes)),
-        _factor(policy, "customer_impact", *_customer_value(policy, facts, findings, notes)),
+        _score_environment(t, findings),
+        _score_reversibility(t, facts, findings, notes),
+        _score_data(t, findings, notes),
+        _factor(t.factor_points["impact_scope"], "impact_scope",
+                *_scope_value(policy, facts, findings, notes)),
+        _factor(t.factor_points["customer_impact"], "customer_impact",
+                *_customer_value(policy, t, facts, findings, notes)),
     ]
-    score = sum(f.points for f in factors)
-    band = policy.scoring.band(score)
-    minimums = _minimums(policy, facts, findings)
-    highest_minimum = max((m.level for m in minimums), default=0)
-    level = max(band.level, highest_minimum)
-    level_rule = f"max(score band L{band.level}, minimums L{highest_minimum})"
-    if findings.read_only and level == 2 and band.level == 2 and highest_minimum <= 1 \
+    score = (factors[0]["points"] + factors[1]["points"] + factors[2]["points"]
+             + factors[3]["points"] + factors[4]["points"])
+    band = t.bands[score] if 0 <= score <= 50 else None
+    if band is None:
+        policy.scoring.band(score)  # raises the policy's own error for a score outside every band
+    band_level, risk_level = band
+    sensitive_found = sensitive(findings)
+    minimums = _minimums(policy, t, facts, findings, sensitive_found)
+    highest_minimum = max([m["level"] for m in minimums], default=0)
+    level = band_level if band_level > highest_minimum else highest_minimum
+    level_rule = f"max(score band L{band_level}, minimums L{highest_minimum})"
+    if findings.read_only and level == 2 and band_level == 2 and highest_minimum <= 1 \
             and findings.environment.environment in ("production", "staging"):
         level = 1
         level_rule = "read-only work in staging/production with no higher minimum -> L1 (C-1)"
 
-    gate = gov.gate(level)
-    roles = list(gate.approver_roles)
-    artefacts = list(gate.required_artefacts)
-    extra_roles = [r for name in findings.frameworks
-                   for r in gov.compliance[name].extra_approver_roles]
-    if level >= 2:  # operation-specific approvers join union approvals (permit-workflow overrides)
-        extra_roles += [r for op in findings.operations
-                        for r in gov.operation_extra_approvers.get(op, ())]
-    roles += [r for r in dict.fromkeys(extra_roles) if r not in roles]
-    artefacts += [a for name in findings.frameworks
-                  for a in gov.compliance[name].required_artefacts if a not in artefacts]
-    audit = gov.audit_for(level)
-    retention = gov.retention_days(level, findings.frameworks)  # C-9: the longest that applies
-    retention_class = next((name for name, days in gov.retention_classes.items()
-                            if days == retention), f"retain-{retention}d")
-    allocation = gov.allocation(level)
-    hard_blocks = _hard_blocks(policy, findings, minimums)
-    permit_type = gate.permit_type
+    at_level = t.levels.get(level)
+    if at_level is None:  # a level the policy lacks: its own lookups raise their own errors
+        gov = policy.governance
+        gov.gate(level), gov.audit_for(level), gov.allocation(level)
+        raise KeyError(level)
+    roles = list(at_level.approver_roles)
+    artefacts = list(at_level.required_artefacts)
+    retention = at_level.retention_days
+    frameworks = findings.frameworks
+    if frameworks or (level >= 2 and findings.operations):
+        extra_roles = [r for name in frameworks for r in t.compliance[name].extra_approver_roles]
+        if level >= 2:  # operation-specific approvers join union approvals (permit-workflow)
+            extra_roles += [r for op in findings.operations
+                            for r in t.operation_extra_approvers.get(op, ())]
+        roles += [r for r in dict.fromkeys(extra_roles) if r not in roles]
+        artefacts += [a for name in frameworks
+                      for a in t.compliance[name].required_artefacts if a not in artefacts]
+        for name in frameworks:  # C-9: the longest retention that applies
+            days = t.compliance[name].retention_days
+            if days > retention:
+                retention = days
+    retention_class = t.retention_class.get(retention, f"retain-{retention}d")
+    hard_blocks = _hard_blocks(t, findings, sensitive_found, minimums)
+    permit_type = at_level.permit_type
     if permit_type and level >= 3 and "data_deletion" in findings.operations:
         permit_type = "destructive"
 
-    # Built from validated policy data and our own arithmetic: skip re-validation (hot path);
-    # tests validate every scenario's payload against the model.
-    decided = CertificationDecided.model_construct(
-        task_id=facts.task_id,
-        worker_type="non-union" if level == 0 else "union",
-        level=level, score=score, score_level=band.level, risk_level=band.risk_level,
-        factors=factors, minimums=minimums,
-        hard_blocks=[b["rule"] for b in hard_blocks],
-        approvals_required=gate.approvers_required, approver_roles=roles,
-        approval_time_limit_hours=_whole(gate.max_hours),
-        change_advisory_board=gate.change_advisory_board,
-        required_artefacts=artefacts, audit_fields=list(audit.fields),
-        retention_days=retention, retention_class=retention_class,
-        compliance_frameworks=sorted(findings.frameworks),
-        environment=findings.environment.environment,
-        environment_confidence=_whole(findings.environment.confidence),
-        uncertainties=notes, policy_version=policy.version, policy_sha256=policy.sha256,
-    )
-    return Decision(decided=decided, facts=facts, findings=findings,
-                    hard_block_messages=hard_blocks, permit_type=permit_type,
-                    tokens=allocation.tokens, time_limit_minutes=allocation.time_limit_minutes,
-                    level_rule=level_rule)
+    confidence = findings.environment.confidence
+    payload = {  # CertificationDecided's fields, in its order
+        "task_id": facts.task_id,
+        "worker_type": "non-union" if level == 0 else "union",
+        "level": level, "score": score, "score_level": band_level, "risk_level": risk_level,
+        "factors": factors, "minimums": minimums,
+        "hard_blocks": [b["rule"] for b in hard_blocks],
+        "approvals_required": at_level.approvals_required, "approver_roles": roles,
+        "approval_time_limit_hours": at_level.approval_time_limit_hours,
+        "change_advisory_board": at_level.change_advisory_board,
+        "required_artefacts": artefacts, "audit_fields": list(at_level.audit_fields),
+        "retention_days": retention, "retention_class": retention_class,
+        "compliance_frameworks": sorted(frameworks),
+        "environment": findings.environment.environment,
+        "environment_confidence": _whole(confidence),
+        "uncertainties": notes, "policy_version": policy.version,
+        "policy_sha256": policy.sha256,
+    }
+    return frozen_instance(Decision, {
+        "payload": payload, "facts": facts, "findings": findings,
+        "hard_block_messages": hard_blocks, "permit_type": permit_type,
+        "tokens": at_level.tokens, "time_limit_minutes": at_level.time_limit_minutes,
+        "level_rule": level_rule})

@@ -7,9 +7,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
-from rules.scoring_model import ENVIRONMENTS, SENSITIVE_CATEGORIES, ScoringPolicy, compact, normalise_name
-from rules.task_facts import TaskFacts
+from rules.scoring_model import (
+    ENVIRONMENTS,
+    SENSITIVE_CATEGORIES,
+    MatchRules,
+    ScoringPolicy,
+    compact,
+    normalise_name,
+)
+from rules.task_facts import TaskFacts, frozen_instance
 
 ENV_ORDER = {env: i for i, env in enumerate(ENVIRONMENTS)}  # ties go to the riskier one
 
@@ -45,7 +53,22 @@ class Findings:
     notes: list[str] = field(default_factory=list)
 
 
-def _signals(facts: TaskFacts, policy: ScoringPolicy) -> tuple[list[Signal], list[Signal]]:
+def _signal(environment: str, weight: int, evidence: str) -> Signal:
+    return frozen_instance(Signal, {"environment": environment, "weight": weight,
+                                    "evidence": evidence})
+
+
+def _environment_finding(environment: str, critical: bool, multi_region_label: bool,
+                         confidence: float, signals: list[Signal], notes: list[str]
+                         ) -> EnvironmentFinding:
+    return frozen_instance(EnvironmentFinding, {
+        "environment": environment, "critical": critical,
+        "multi_region_label": multi_region_label, "confidence": confidence,
+        "signals": signals, "notes": notes})
+
+
+def _signals(facts: TaskFacts, policy: ScoringPolicy, present: set[str]
+             ) -> tuple[list[Signal], list[Signal]]:
     """Structured signals and (weaker) free-text signals."""
     rules = policy.environment
     out: list[Signal] = []
@@ -53,7 +76,7 @@ def _signals(facts: TaskFacts, policy: ScoringPolicy) -> tuple[list[Signal], lis
         if name.upper() in rules.env_vars.names:
             for env, rx in rules.env_vars.compiled.items():
                 if rx.search(value.strip()):
-                    out.append(Signal(env, rules.env_vars.weight, f"env var {name}={value}"))
+                    out.append(_signal(env, rules.env_vars.weight, f"env var {name}={value}"))
                     break
     for kind, values, patterns in (("hostname", facts.hostnames, rules.hostnames),
                                    ("branch", facts.branches, rules.branches),
@@ -62,31 +85,35 @@ def _signals(facts: TaskFacts, policy: ScoringPolicy) -> tuple[list[Signal], lis
             host = re.sub(r"^[a-z]+://", "", value).split("/")[0] if kind == "hostname" else value
             for env, rx in patterns.compiled.items():
                 if rx.search(host):
-                    out.append(Signal(env, patterns.weight, f"{kind} {value}"))
+                    out.append(_signal(env, patterns.weight, f"{kind} {value}"))
                     break
     for namespace in facts.namespaces:
         for env in ENVIRONMENTS:
             if namespace in getattr(rules.namespaces, env):
-                out.append(Signal(env, rules.namespaces.weight, f"k8s namespace {namespace}"))
+                out.append(_signal(env, rules.namespaces.weight, f"k8s namespace {namespace}"))
                 break
     for key, value in facts.tags.items():
         if key in rules.tags.keys:
             kind = rules.label_index.get(value)
             if kind:
                 env = "production" if kind.startswith("production") else kind
-                out.append(Signal(env, rules.tags.weight, f"tag {key}:{value}"))
+                out.append(_signal(env, rules.tags.weight, f"tag {key}:{value}"))
     for flag, on in facts.flags.items():
         if on and flag in rules.flags.production:
-            out.append(Signal("production", rules.flags.weight, f"flag {flag}=true"))
+            out.append(_signal("production", rules.flags.weight, f"flag {flag}=true"))
     text: list[Signal] = []
     for env, rx in rules.text.compiled.items():
-        match = rx.search(facts.text)
+        match = rx.search_known(facts.text, present)
         if match:
-            text.append(Signal(env, rules.text.weight, f"text '{match.group(0)}'"))
+            text.append(_signal(env, rules.text.weight, f"text '{match.group(0)}'"))
     return out, text
 
 
-def detect_environment(facts: TaskFacts, policy: ScoringPolicy) -> EnvironmentFinding:
+def detect_environment(facts: TaskFacts, policy: ScoringPolicy,
+                       present: set[str] | None = None) -> EnvironmentFinding:
+    """`present`: the policy's text literals found in the task's text (found here if None)."""
+    if present is None:
+        present = literals_in(facts.text, policy)
     rules = policy.environment
     notes: list[str] = []
     label_kind = None
@@ -95,34 +122,34 @@ def detect_environment(facts: TaskFacts, policy: ScoringPolicy) -> EnvironmentFi
         if label_kind is None:
             notes.append(f"environment label '{facts.environment_label}' is not one we know; "
                          "judged from other signals")
-    structured, text = _signals(facts, policy)
+    structured, text = _signals(facts, policy, present)
     critical = label_kind == "production_critical" or facts.flags.get("critical", False)
     multi_region_label = label_kind == "production_multi_region"
 
     if label_kind:
         environment = "production" if label_kind.startswith("production") else label_kind
-        structured = [Signal(environment, 20, f"environment '{facts.environment_label}'"),
+        structured = [_signal(environment, 20, f"environment '{facts.environment_label}'"),
                       *structured]
         contrary = [s for s in structured[1:] if s.environment == "production"
                     and environment != "production"]
         if contrary:
             notes.append(f"label says {environment} but {contrary[0].evidence} says production; "
                          "judged as production (conservative)")
-            return EnvironmentFinding("production", critical, multi_region_label, 0.5,
+            return _environment_finding("production", critical, multi_region_label, 0.5,
                                       structured + text, notes)
         agreeing = sum(s.weight for s in structured if s.environment == environment)
         disagreeing = sum(s.weight for s in structured if s.environment != environment)
         confidence = round(min(1.0, agreeing / (agreeing + disagreeing)), 3)
         if disagreeing:
             notes.append(f"some signals disagree with the label '{facts.environment_label}'")
-        return EnvironmentFinding(environment, critical, multi_region_label, confidence,
+        return _environment_finding(environment, critical, multi_region_label, confidence,
                                   structured + text, notes)
 
     signals = structured or text
     if not signals:
         notes.append(f"nothing says where this task runs; assumed {rules.unknown_assumed} "
                      "(conservative)")
-        return EnvironmentFinding(rules.unknown_assumed, critical, False, 0.0, [], notes)
+        return _environment_finding(rules.unknown_assumed, critical, False, 0.0, [], notes)
     totals: dict[str, int] = {}
     for signal in signals:
         totals[signal.environment] = totals.get(signal.environment, 0) + signal.weight
@@ -137,19 +164,59 @@ def detect_environment(facts: TaskFacts, policy: ScoringPolicy) -> EnvironmentFi
     if confidence < rules.min_confidence:
         notes.append(f"environment ambiguous (confidence {confidence:.2f} < "
                      f"{rules.min_confidence}); a human should confirm")
-    return EnvironmentFinding(environment, critical, False, confidence, signals, notes)
+    return _environment_finding(environment, critical, False, confidence, signals, notes)
 
 
-def _match_categories(facts: TaskFacts, table: dict, names: list[str], text: str
+def literals_in(text: str, policy: ScoringPolicy) -> set[str]:
+    """Which of the policy's text literals occur in `text` (lower-case): one pass of substring
+    tests, after which a pattern none of whose literals occurred is known not to match."""
+    return {literal for literal in policy.text_literals if literal in text}
+
+
+def _keyword_literals(pattern: re.Pattern[str]) -> frozenset[str] | None:
+    """The keywords of a `\\bkeyword\\b|...` pattern (how the policy writes framework
+    keywords): it can match only where one of them occurs. None for any other shape."""
+    source = pattern.pattern
+    if pattern.flags != re.UNICODE or not (source.startswith(r"\b") and source.endswith(r"\b")):
+        return None
+    keywords = [_UNESCAPE.sub(r"\1", k) for k in source[2:-2].split(r"\b|\b")]
+    if "|".join(rf"\b{re.escape(k)}\b" for k in keywords) != source:
+        return None
+    return frozenset(keywords) if all(keywords) else None
+
+
+_UNESCAPE = re.compile(r"\\(.)")
+_framework_gates: dict[int, tuple[dict[str, re.Pattern[str]], list[tuple[str, Any]]]] = {}
+
+
+def _gated_frameworks(framework_text: dict[str, re.Pattern[str]]
+                      ) -> list[tuple[str, re.Pattern[str], frozenset[str] | None]]:
+    """(framework, keyword pattern, its keywords) once per policy's framework table."""
+    found = _framework_gates.get(id(framework_text))
+    if found is not None and found[0] is framework_text:
+        return found[1]
+    if len(_framework_gates) >= 8:
+        _framework_gates.clear()
+    gates = [(name, rx, _keyword_literals(rx)) for name, rx in framework_text.items()]
+    _framework_gates[id(framework_text)] = (framework_text, gates)  # keeps the id unreused
+    return gates
+
+
+def _match_categories(table: dict[str, MatchRules], name_index: dict[str, tuple[str, ...]],
+                      names: list[str], normalised: list[str], text: str, present: set[str]
                       ) -> dict[str, list[str]]:
+    """category -> evidence: the names it lists (in the task's order), then its text match."""
+    by_name: dict[str, list[str]] = {}
+    for original, name in zip(names, normalised, strict=True):
+        for category in name_index.get(name, ()):
+            by_name.setdefault(category, []).append(f"'{original}'")
     found: dict[str, list[str]] = {}
-    normalised = [(n, normalise_name(n)) for n in names]
     for category, rules in table.items():
-        for original, name in normalised:
-            if name in rules.name_set:
-                found.setdefault(category, []).append(f"'{original}'")
+        evidence = by_name.get(category)
+        if evidence is not None:
+            found[category] = evidence
         if rules.text_rx is not None:
-            match = rules.text_rx.search(text)
+            match = rules.text_rx.search_known(text, present)
             if match:
                 found.setdefault(category, []).append(f"text '{match.group(0)}'")
     return found
@@ -157,28 +224,40 @@ def _match_categories(facts: TaskFacts, table: dict, names: list[str], text: str
 
 def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]],
            framework_aliases: dict[str, str]) -> Findings:
-    environment = detect_environment(facts, policy)
     notes: list[str] = []
     operations_text = " \n".join([facts.text, *(o.lower() for o in facts.operations)])
+    # Literals found in the operations text, which starts with the free text: a superset of
+    # those in the free text, so a pattern searched over either is skipped only when it
+    # cannot match.
+    present = literals_in(operations_text, policy)
+    environment = detect_environment(facts, policy, present)
 
-    data = _match_categories(facts, policy.data, facts.data_types, facts.text)
-    unknown_data = [d for d in facts.data_types
-                    if normalise_name(d) not in policy.known_data_names]
+    data_names = [normalise_name(d) for d in facts.data_types]
+    data = _match_categories(policy.data, policy.data_name_index, facts.data_types, data_names,
+                             facts.text, present)
+    known = policy.known_data_names
+    unknown_data = [d for d, name in zip(facts.data_types, data_names, strict=True)
+                    if name not in known]
     if unknown_data:
         notes.append(f"data types not recognised: {', '.join(unknown_data)}; scored as internal")
 
-    operations = _match_categories(facts, policy.operations, facts.operations, operations_text)
-    read_only = bool(facts.operations) and all(
-        normalise_name(o) in policy.read_only.name_set for o in facts.operations)
+    operation_names = [normalise_name(o) for o in facts.operations]
+    operations = _match_categories(policy.operations, policy.operation_name_index,
+                                   facts.operations, operation_names, operations_text, present)
+    read_only = bool(operation_names) and all(
+        name in policy.read_only.name_set for name in operation_names)
     if read_only and policy.read_only.write_rx is not None:
-        write = policy.read_only.write_rx.search(facts.text)
+        write = policy.read_only.write_rx.search_known(facts.text, present)
         if write:
             read_only = False
             notes.append(f"operations are listed as read-only but the text says '{write.group(0)}'")
     read_only = read_only and not operations
 
-    deploys = [o for o in facts.operations if normalise_name(o) in policy.deploy.name_set]
-    if policy.deploy.text_rx is not None and (m := policy.deploy.text_rx.search(facts.text)):
+    deploy_names = policy.deploy.name_set
+    deploys = [o for o, name in zip(facts.operations, operation_names, strict=True)
+               if name in deploy_names]
+    if policy.deploy.text_rx is not None and (
+            m := policy.deploy.text_rx.search_known(facts.text, present)):
         deploys.append(f"text '{m.group(0)}'")
 
     impact = policy.impact
@@ -190,7 +269,7 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
         if impact.system_wide_rx is not None and impact.system_wide_rx.search(item):
             system_wide.append(f"component '{item}'")
     if not facts.services and impact.customer_facing_rx is not None:
-        match = impact.customer_facing_rx.search(facts.text)
+        match = impact.customer_facing_rx.search_known(facts.text, present)
         if match:
             customer_facing.append(f"text '{match.group(0)}'")
     if facts.flags.get("customer_facing"):
@@ -203,14 +282,18 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
             notes.append(f"compliance framework '{name}' not recognised")
         else:
             frameworks.setdefault(canonical, []).append(f"'{name}'")
-    for canonical, keyword_rx in framework_text.items():
-        if match := keyword_rx.search(facts.text):
+    text = facts.text
+    for canonical, keyword_rx, keywords in _gated_frameworks(framework_text):
+        if keywords is not None and not any(k in text for k in keywords):
+            continue
+        if match := keyword_rx.search(text):
             frameworks.setdefault(canonical, []).append(f"text '{match.group(0)}'")
 
-    return Findings(environment=environment, data=data, unknown_data_types=unknown_data,
-                    operations=operations, read_only=read_only, deploys=deploys,
-                    customer_facing=customer_facing, system_wide=system_wide,
-                    frameworks=frameworks, notes=notes)
+    return frozen_instance(Findings, {
+        "environment": environment, "data": data, "unknown_data_types": unknown_data,
+        "operations": operations, "read_only": read_only, "deploys": deploys,
+        "customer_facing": customer_facing, "system_wide": system_wide,
+        "frameworks": frameworks, "notes": notes})
 
 
 def sensitive(findings: Findings) -> list[str]:

@@ -23,18 +23,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def required_literal(pattern: str) -> str | None:
-    """The longest run of plain characters every match must contain (e.g. `mail` in
-    `\\be-?mails?\\b`), or None when there is no such run of 2+ characters."""
+def _longest_literal(items: list) -> str:
+    """The longest run of plain characters in a parsed sequence, lower-cased."""
     runs, current = [], ""
-    for op, arg in re_parser.parse(pattern):
+    for op, arg in items:
         if op is LITERAL:
             current += chr(arg)
         else:
             runs.append(current)
             current = ""
     runs.append(current)
-    best = max(runs, key=len).lower()
+    return max(runs, key=len).lower()
+
+
+def required_literal(pattern: str) -> str | None:
+    """The longest run of plain characters every match must contain (e.g. `mail` in
+    `\\be-?mails?\\b`), or None when there is no such run of 2+ characters."""
+    best = _longest_literal(list(re_parser.parse(pattern)))
     return best if len(best) >= 2 else None
 
 
@@ -46,18 +51,26 @@ class GatedPattern:
     match where its required literal occurs.
     """
 
-    __slots__ = ("literals", "regex")
+    __slots__ = ("literal_set", "literals", "regex")
 
     def __init__(self, patterns: list[str]) -> None:
         self.regex = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
         literals = [required_literal(p) for p in patterns]
         self.literals = None if None in literals else tuple(set(literals))
+        self.literal_set = None if self.literals is None else frozenset(self.literals)
 
     def search(self, text: str) -> re.Match[str] | None:
         if self.literals is not None:
             lowered = text.lower()
             if not any(literal in lowered for literal in self.literals):
                 return None
+        return self.regex.search(text)
+
+    def search_known(self, text: str, present: set[str]) -> re.Match[str] | None:
+        """`search(text)` when the caller already knows which literals occur: `present` holds
+        every one of ours found in the lower-cased text (or in a text that contains it)."""
+        if self.literal_set is not None and self.literal_set.isdisjoint(present):
+            return None
         return self.regex.search(text)
 
 
@@ -256,6 +269,14 @@ class HardBlockText(Strict):
 SENSITIVE_CATEGORIES = ("pii", "phi", "financial", "credentials")
 
 
+def _name_index(table: dict[str, MatchRules]) -> dict[str, tuple[str, ...]]:
+    index: dict[str, list[str]] = {}
+    for category, rules in table.items():
+        for name in rules.name_set:
+            index.setdefault(name, []).append(category)
+    return {name: tuple(categories) for name, categories in index.items()}
+
+
 class ScoringPolicy(Strict):
     policy: PolicyHeader
     factors: Factors
@@ -292,6 +313,27 @@ class ScoringPolicy(Strict):
     def known_data_names(self) -> frozenset[str]:
         return frozenset(n for rules in self.data.values() for n in rules.name_set)
 
+    @cached_property
+    def data_name_index(self) -> dict[str, tuple[str, ...]]:
+        """normalised data-type name -> the categories naming it, in policy order."""
+        return _name_index(self.data)
+
+    @cached_property
+    def operation_name_index(self) -> dict[str, tuple[str, ...]]:
+        """normalised operation name -> the categories naming it, in policy order."""
+        return _name_index(self.operations)
+
+    @cached_property
+    def text_literals(self) -> tuple[str, ...]:
+        """Every required literal of every pattern searched over a task's free text: found once
+        per task, then each pattern is searched only if one of its own literals was found."""
+        patterns = [*self.environment.text.compiled.values(),
+                    *(r.text_rx for r in (*self.data.values(), *self.operations.values(),
+                                          self.deploy)),
+                    self.read_only.write_rx, self.impact.customer_facing_rx]
+        return tuple(sorted({literal for p in patterns if p is not None and p.literals
+                             for literal in p.literals}))
+
     def band(self, score: int) -> Threshold:
         for threshold in self.thresholds:
             if threshold.min <= score <= threshold.max:
@@ -299,11 +341,15 @@ class ScoringPolicy(Strict):
         raise ValueError(f"score {score} outside every band")
 
 
+_SEPARATORS = re.compile(r"[\s\-./]+")
+_NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]")
+
+
 def normalise_name(name: str) -> str:
     """`Customer Data`, `customer-data`, `customer_data` are one data-type name."""
-    return re.sub(r"[\s\-./]+", "_", name.strip().lower())
+    return _SEPARATORS.sub("_", name.strip().lower())
 
 
 def compact(name: str) -> str:
     """`PCI-DSS`, `pci_dss`, `PCI DSS` -> `pcidss`: how framework names are compared."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+    return _NOT_ALPHANUMERIC.sub("", name.lower())

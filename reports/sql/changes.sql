@@ -4,6 +4,9 @@
 --   unpermitted  an execution reported under no known permit (not a Level 0 task's), at its
 --                first report: a "ticketless" change
 -- _params (one row, columns p_*): see reports/build.py.
+-- (time, ledger position) as one number, for "the first/last by time, then ledger order"
+-- (arg_min over a HUGEINT is much cheaper than over a struct; positions are < 10^13)
+CREATE OR REPLACE TEMP MACRO pos_key(t, i) AS (epoch_us(t)::HUGEINT * 10000000000000 + i);
 CREATE OR REPLACE TEMP MACRO nonempty(j) AS
     (j IS NOT NULL AND CAST(j AS VARCHAR) NOT IN ('null', '{}', '[]', '""', 'false'));
 
@@ -37,7 +40,7 @@ WITH prm AS (
     QUALIFY row_number() OVER (PARTITION BY r.permit_id
                                ORDER BY r.occurred_at, r.ledger_index) = 1
 ), granted AS (
-    SELECT override_id, arg_min(level, (occurred_at, ledger_index)) AS level,
+    SELECT override_id, arg_min(level, pos_key(occurred_at, ledger_index)) AS level,
            min(review_due_at) AS review_due_at
     FROM r_overrides WHERE stage = 'granted' GROUP BY override_id
 ), ovr AS (
@@ -67,24 +70,24 @@ WITH prm AS (
 ), exe AS (
     SELECT 'exec:' || x.execution_id AS change_id, 'unpermitted' AS kind,
            NULL::VARCHAR AS permit_type,
-           arg_min(x.task_id, (x.occurred_at, x.ledger_index)) AS task_id,
+           arg_min(x.task_id, pos_key(x.occurred_at, x.ledger_index)) AS task_id,
            NULL::INTEGER AS level, NULL::VARCHAR AS requested_by,
-           arg_min(x.worker_id, (x.occurred_at, x.ledger_index)) AS worker_id,
+           arg_min(x.worker_id, pos_key(x.occurred_at, x.ledger_index)) AS worker_id,
            min(x.occurred_at) AS changed_at, NULL::VARCHAR AS environment,
            list_distinct(flatten(list(x.operations))) AS operations,
            NULL::VARCHAR[] AS services, NULL::VARCHAR[] AS data_classes,
            NULL::VARCHAR[] AS regions, NULL::VARCHAR AS justification,
            NULL::JSON AS rollback_plan,
-           arg_min(x.event_id, (x.occurred_at, x.ledger_index)) AS request_event_id,
-           arg_min(x.partition, (x.occurred_at, x.ledger_index)) AS request_partition,
-           arg_min(x.ledger_index, (x.occurred_at, x.ledger_index)) AS request_index,
-           arg_min(x.permit_id, (x.occurred_at, x.ledger_index)) AS named_permit,
+           arg_min(x.event_id, pos_key(x.occurred_at, x.ledger_index)) AS request_event_id,
+           arg_min(x.partition, pos_key(x.occurred_at, x.ledger_index)) AS request_partition,
+           arg_min(x.ledger_index, pos_key(x.occurred_at, x.ledger_index)) AS request_index,
+           arg_min(x.permit_id, pos_key(x.occurred_at, x.ledger_index)) AS named_permit,
            NULL::TIMESTAMPTZ AS review_due_at
     FROM exe_raw x GROUP BY x.execution_id
 ), exe_in AS (
     SELECT e.*, d.event_id AS decision_event_id
     FROM exe e
-    LEFT JOIN (SELECT task_id, arg_max(event_id, (occurred_at, ledger_index)) AS event_id
+    LEFT JOIN (SELECT task_id, arg_max(event_id, pos_key(occurred_at, ledger_index)) AS event_id
                FROM r_decisions WHERE task_id IN (SELECT task_id FROM exe_raw)
                GROUP BY task_id) d ON d.task_id = e.task_id
     CROSS JOIN _params p

@@ -8,8 +8,9 @@ WITH ev AS (
     -- a line cites entries by position "<partition>:<index>"; evidence.entries has each
     -- entry's id, type, leaf hash and proof once (a report cites an entry from several places)
     SELECT change_id,
-           list(partition || ':' || ledger_index ORDER BY partition, ledger_index) AS evidence
-    FROM r_evidence GROUP BY change_id
+           list_transform(list_sort(list({'p': partition, 'i': ledger_index})),
+                          lambda x: x.p || ':' || x.i) AS evidence
+    FROM r_refs GROUP BY change_id
 )
 SELECT coalesce(to_json(list({
     'change_id': c.change_id, 'kind': c.kind, 'permit_type': c.permit_type,

@@ -4,7 +4,7 @@
 -- per (change, entry), under the entry's most telling role. Positions come from the typed
 -- tables; the leaf hash, type and time from `events`, joined on (partition, ledger_index)
 -- (integers, and the narrow index range of a period lets DuckDB skip most row groups).
-CREATE OR REPLACE TEMP TABLE r_evidence AS
+CREATE OR REPLACE TEMP TABLE r_refs AS
 WITH refs AS (
     SELECT change_id, 'request' AS role, request_partition AS partition,
            request_index AS ledger_index FROM r_changes
@@ -36,16 +36,19 @@ WITH refs AS (
                 'finding', 'transition', 'rollback', 'override'], role)) AS role
     FROM refs GROUP BY change_id, partition, ledger_index
 )
-SELECT b.change_id, b.role, e.event_id, e.type, b.partition, b.ledger_index, e.leaf_hash,
-       e.occurred_at
-FROM best b JOIN events e ON e.partition = b.partition AND e.ledger_index = b.ledger_index;
+SELECT * FROM best;
 
--- Every entry the report cites (the lines' evidence and every finding's entry).
+-- Every entry the report cites (the lines' evidence and every finding's entry), read from
+-- `events` once, on ledger position.
 CREATE OR REPLACE TEMP TABLE r_cited AS
-SELECT DISTINCT event_id, type, partition, ledger_index, leaf_hash, occurred_at
-FROM r_evidence
-UNION
 SELECT e.event_id, e.type, e.partition, e.ledger_index, e.leaf_hash, e.occurred_at
-FROM (SELECT DISTINCT partition, ledger_index FROM r_exceptions
+FROM (SELECT DISTINCT partition, ledger_index FROM r_refs
+      UNION
+      SELECT partition, ledger_index FROM r_exceptions
       WHERE change_id IS NULL AND ledger_index IS NOT NULL) x
 JOIN events e ON e.partition = x.partition AND e.ledger_index = x.ledger_index;
+
+CREATE OR REPLACE TEMP VIEW r_evidence AS
+SELECT b.change_id, b.role, c.event_id, c.type, b.partition, b.ledger_index, c.leaf_hash,
+       c.occurred_at
+FROM r_refs b JOIN r_cited c ON c.partition = b.partition AND c.ledger_index = b.ledger_index;

@@ -26,9 +26,12 @@ FROM secs GROUP BY level ORDER BY level;
 
 -- name: executions
 WITH fin AS (
-    SELECT execution_id, arg_max(status, (occurred_at, ledger_index)) AS status,
-           arg_max(permit_id, (occurred_at, ledger_index)) AS permit_id,
-           arg_max(task_id, (occurred_at, ledger_index)) AS task_id
+    SELECT execution_id, arg_max(status, 
+               epoch_us(occurred_at)::HUGEINT * 10000000000000 + ledger_index) AS status,
+           arg_max(permit_id, 
+               epoch_us(occurred_at)::HUGEINT * 10000000000000 + ledger_index) AS permit_id,
+           arg_max(task_id, 
+               epoch_us(occurred_at)::HUGEINT * 10000000000000 + ledger_index) AS task_id
     FROM {t}executions
     WHERE occurred_at >= $start AND occurred_at < $end AND status IN ('completed', 'failed')
     GROUP BY execution_id
@@ -77,7 +80,8 @@ WITH req AS (
     WHERE occurred_at >= $start AND occurred_at < $end
 )
 SELECT state, count(*) AS n FROM (
-    SELECT t.permit_id, arg_max(t.to_state, (t.occurred_at, t.ledger_index)) AS state
+    SELECT t.permit_id, arg_max(t.to_state,
+        epoch_us(t.occurred_at)::HUGEINT * 10000000000000 + t.ledger_index) AS state
     FROM {t}permit_transitions t SEMI JOIN req ON t.permit_id = req.permit_id
     GROUP BY t.permit_id)
 GROUP BY state ORDER BY state;

@@ -27,9 +27,9 @@ CREATE OR REPLACE TEMP TABLE c_unpermitted AS
 CREATE OR REPLACE TEMP TABLE r_timeline AS
 WITH approved AS (
     SELECT t.permit_id AS change_id, min(t.occurred_at) AS approved_at,
-           arg_min(t.event_id, (t.occurred_at, t.ledger_index)) AS approved_event,
-           arg_min(t.partition, (t.occurred_at, t.ledger_index)) AS approved_partition,
-           arg_min(t.ledger_index, (t.occurred_at, t.ledger_index)) AS approved_index
+           arg_min(t.event_id, pos_key(t.occurred_at, t.ledger_index)) AS approved_event,
+           arg_min(t.partition, pos_key(t.occurred_at, t.ledger_index)) AS approved_partition,
+           arg_min(t.ledger_index, pos_key(t.occurred_at, t.ledger_index)) AS approved_index
     FROM c_transitions t
     WHERE t.to_state = 'approved'
     GROUP BY t.permit_id
@@ -49,35 +49,40 @@ WITH approved AS (
     WHERE o.allowed
 ), deployed AS (
     SELECT change_id, min(occurred_at) AS deployed_at,
-           arg_min(event_id, (occurred_at, ledger_index)) AS deployed_event,
-           arg_min(partition, (occurred_at, ledger_index)) AS deployed_partition,
-           arg_min(ledger_index, (occurred_at, ledger_index)) AS deployed_index
+           arg_min(event_id, pos_key(occurred_at, ledger_index)) AS deployed_event,
+           arg_min(partition, pos_key(occurred_at, ledger_index)) AS deployed_partition,
+           arg_min(ledger_index, pos_key(occurred_at, ledger_index)) AS deployed_index
     FROM deploys GROUP BY change_id
 ), signed AS (
     SELECT a.permit_id AS change_id,
-           list({'approver_id': a.approver_id, 'role': a.approver_role,
-                 'decided_at': a.decided_at, 'recorded_at': a.occurred_at,
-                 'event_id': a.event_id} ORDER BY a.occurred_at, a.ledger_index) AS approvals
+           -- in ledger order: sorted by (time, position) after the aggregate (cheaper than
+           -- an ordered aggregate)
+           list_transform(list_sort(list({
+               'k': pos_key(a.occurred_at, a.ledger_index),
+               'v': {'approver_id': a.approver_id, 'role': a.approver_role,
+                     'decided_at': a.decided_at, 'recorded_at': a.occurred_at,
+                     'event_id': a.event_id}})), lambda x: x.v) AS approvals
     FROM c_approvals a
     WHERE a.status = 'signed' AND a.decision = 'approve'
     GROUP BY a.permit_id
 ), tested AS (
     SELECT x.permit_id AS change_id,
-           bool_or(nonempty(x.outcome->'$.test_results') OR nonempty(x.outcome->'$.tests'))
+           bool_or(list_bool_or(list_transform(
+               json_extract(x.outcome, ['$.test_results', '$.tests']), lambda j: nonempty(j))))
                AS tested
     FROM c_executions x
     GROUP BY x.permit_id
 ), state AS (
     SELECT t.permit_id AS change_id,
-           arg_max(t.to_state, (t.occurred_at, t.ledger_index)) AS state
+           arg_max(t.to_state, pos_key(t.occurred_at, t.ledger_index)) AS state
     FROM c_transitions t
     GROUP BY t.permit_id
 ), stages AS (
     SELECT o.override_id AS change_id,
-           arg_max(o.stage, (o.occurred_at, o.ledger_index)) AS stage,
+           arg_max(o.stage, pos_key(o.occurred_at, o.ledger_index)) AS stage,
            min(o.occurred_at) FILTER (WHERE o.stage IN ('review_submitted', 'review_completed'))
                AS reviewed_at,
-           arg_min(o.event_id, (o.occurred_at, o.ledger_index))
+           arg_min(o.event_id, pos_key(o.occurred_at, o.ledger_index))
                FILTER (WHERE o.stage IN ('review_submitted', 'review_completed'))
                AS review_event
     FROM c_overrides o
@@ -89,16 +94,17 @@ SELECT c.change_id,
        coalesce(s.approvals, []) AS approvals,
        coalesce(st.state, CASE c.kind WHEN 'emergency' THEN g.stage
                                       WHEN 'unpermitted' THEN 'no permit' END) AS state,
-       (nonempty(c.rollback_plan->'$.testing_evidence.test_results')
-        OR nonempty(c.rollback_plan->'$.test_results')
-        OR coalesce(te.tested, false)) AS tested,
-       (json_type(c.rollback_plan) = 'OBJECT' AND (
-            (nonempty(c.rollback_plan->'$.steps') AND nonempty(c.rollback_plan->'$.verification'))
-            OR (nonempty(c.rollback_plan->'$.rollback_procedure')
-                AND nonempty(c.rollback_plan->'$.verification_procedure'))))
-           IS TRUE AS plan_ok,
+       (nonempty(c.pj[1]) OR nonempty(c.pj[2]) OR coalesce(te.tested, false)) AS tested,
+       (c.plan_object AND ((nonempty(c.pj[3]) AND nonempty(c.pj[4]))
+                           OR (nonempty(c.pj[5]) AND nonempty(c.pj[6])))) IS TRUE AS plan_ok,
        g.reviewed_at, g.review_event
-FROM r_changes c
+FROM (SELECT change_id, kind, json_type(rollback_plan) = 'OBJECT' AS plan_object,
+             -- the plan parsed once: test results (two spellings), steps + verification,
+             -- or rollback_procedure + verification_procedure
+             json_extract(rollback_plan, ['$.testing_evidence.test_results', '$.test_results',
+                                          '$.steps', '$.verification', '$.rollback_procedure',
+                                          '$.verification_procedure']) AS pj
+      FROM r_changes) c
 LEFT JOIN approved a USING (change_id)
 LEFT JOIN deployed d USING (change_id)
 LEFT JOIN signed s USING (change_id)

@@ -145,20 +145,24 @@ class _Walker:
 
     def blocks(self, offset: int, read_bytes: int) -> Iterator[Block]:
         with open(self.path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
             f.seek(offset)
             base, carry = offset, bytearray()  # base: file offset of data[0]
             while True:
                 # One buffer per read (blocks keep referring to it): the partial frame carried
-                # over, then the new bytes read straight into place.
-                buffer = bytearray(len(carry) + max(read_bytes, 1))
-                buffer[:len(carry)] = carry
-                got = f.readinto(memoryview(buffer)[len(carry):])
+                # over, then at most `read_bytes` new bytes read straight into place.
+                size = os.fstat(f.fileno()).st_size
+                want = min(max(read_bytes, 1), size - base - len(carry))
+                got = 0
+                if want > 0:
+                    buffer = bytearray(len(carry) + want)
+                    buffer[:len(carry)] = carry
+                    got = f.readinto(memoryview(buffer)[len(carry):])
                 if not got:
                     if carry:
                         self._short(base)
                     return
-                del buffer[len(carry) + got:]
+                if got < want:
+                    del buffer[len(carry) + got:]
                 data = buffer
                 file_size = max(size, base + len(data))
                 used = 0

@@ -44,10 +44,12 @@ from streams.topics import (
     APPROVALS,
     DEAD_LETTER,
     EXECUTIONS,
+    H_EDGE_CODE,
     H_ORIGIN,
     H_REASON,
     H_REASON_CODE,
     H_REJECTION_ID,
+    H_REQUEST,
     H_SOURCE,
     METRICS,
     TASKS,
@@ -96,7 +98,12 @@ def handle_record(handlers: Handlers, raw: bytes | None, *, key: bytes | None, h
     raw = raw if raw is not None else b""
     source = header(headers, H_SOURCE) or origin
     try:
-        outcome = handlers.handle_raw(raw, source, now)
+        if headers and header(headers, H_EDGE_CODE) is not None:  # refused by the HTTP API
+            from streams.worker_web import edge_refusal
+
+            outcome = edge_refusal(handlers, raw, source, headers, now)
+        else:
+            outcome = handlers.handle_raw(raw, source, now)
     except LedgerError:
         raise
     except Exception as error:  # noqa: BLE001
@@ -104,6 +111,10 @@ def handle_record(handlers: Handlers, raw: bytes | None, *, key: bytes | None, h
         problem = InputError("input.unprocessable", f"internal error while handling: "
                              f"{type(error).__name__}: {error}"[:500])
         outcome = handlers.reject(raw, source, problem, now)
+    if headers and handlers.on_request is not None:  # an HTTP request awaits it (worker_web)
+        request_id = header(headers, H_REQUEST)
+        if request_id is not None:
+            handlers.on_request(request_id, outcome)
     return outcome, dead_letter(outcome, raw, key=key, source=source, origin=origin,
                                 partition=partition)
 

@@ -31,8 +31,8 @@ def _kafka_options(p: argparse.ArgumentParser, *, worker: bool = False,
         return
     p.add_argument("--app-id", help="Faust app id = consumer group id (env CERTIFY_APP_ID, "
                    "default certify); one worker per app id and ledger")
-    p.add_argument("--web-port", type=int, help="port of Faust's web server (env "
-                   "CERTIFY_WEB_PORT, default 6066)")
+    p.add_argument("--web-port", type=int, help="port of Faust's web server, which also "
+                   "serves the HTTP API (env CERTIFY_WEB_PORT, default 6066)")
     p.add_argument("--web-host", help="address Faust's web server binds (env CERTIFY_WEB_HOST, "
                    "default 127.0.0.1)")
     p.add_argument("--no-web", dest="web", action="store_const", const=False, default=None,
@@ -155,6 +155,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         app = build_app(config)
         install_agents(app, pipeline)
+        if config.web_enabled:  # the HTTP API on Faust's web server (streams/worker_web.py)
+            from streams.worker_web import mount
+
+            try:
+                mount(app, pipeline)
+            except ValueError as error:
+                raise CliError(str(error)) from None
         worker = faust.Worker(app, loglevel=config.loglevel, loop=loop)
         try:
             worker.execute_from_commandline()

@@ -152,6 +152,9 @@ class Pipeline:
         # task id -> (task, submitted event id, decision event id), the most recent TASK_MEMORY
         self.tasks: OrderedDict[str, tuple[dict[str, Any], str, str]] = OrderedDict()
         self.duplicates = 0  # records the ledger already had (replays)
+        # Kafka mode: called with (request id, outcome) when a record an HTTP request awaits
+        # has been handled (streams.agents.handle_record; streams/worker_web.py sets it)
+        self.on_request: Callable[[str, Outcome], None] | None = None
 
     # --- state -------------------------------------------------------------------------------
 

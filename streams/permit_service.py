@@ -524,13 +524,15 @@ class PermitService:
         return Result(out, None, req.permit_id)
 
     def refuse_request(self, body: dict[str, Any], refusal: Refusal,
-                       now: datetime | None = None) -> Result:
+                       now: datetime | None = None, *, attempt: str | None = None) -> Result:
         """Record a permit request refused before it could become an event (the HTTP/CLI
-        front refuses a request naming no certified task this way)."""
+        front refuses a request naming no certified task this way). `attempt` names the try
+        (Kafka mode: the HTTP request's id, so that a redelivered record is recorded once)."""
         now = now if now is not None else self.now_fn()
         digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode())
         subject = f"request-{digest.hexdigest()[:16]}"
-        cause = Envelope(event_id=f"{subject}:{uuid.uuid4().hex[:8]}", type="permit.requested",
+        cause = Envelope(event_id=f"{subject}:{attempt or uuid.uuid4().hex[:8]}",
+                         type="permit.requested",
                          occurred_at=now, producer="http", subject=subject)
         return self._refuse_request(cause, body, refusal, now)
 

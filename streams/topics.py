@@ -50,6 +50,12 @@ H_REASON = "certify-reason"
 H_SOURCE = "certify-source"  # also set by `certify produce`: the record's file:line
 H_ORIGIN = "certify-origin"  # topic:partition:offset the record was read from
 H_REJECTION_ID = "certify-rejection-event-id"
+# Set by the HTTP API in Kafka mode (streams/worker_web.py): the request awaiting this record, and
+# for a body it refused at its edge, the refusal to record (the record is not handled as input).
+H_REQUEST = "certify-request-id"
+H_EDGE_CODE = "certify-edge-code"
+H_EDGE_MESSAGE = "certify-edge-message"
+H_EDGE_KIND = "certify-edge-kind"  # input.rejected (default) | permit.request_refused
 
 
 @dataclass(frozen=True)

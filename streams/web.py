@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import json
 import logging
 import uuid
@@ -126,6 +127,13 @@ def _service(request: web.Request) -> Pipeline:
     return request.app[SERVICE]
 
 
+async def _done(answer: Any) -> Any:
+    """What a write answered. The embedded Pipeline answers at once; in Kafka mode the service
+    (streams/worker_web.py) answers an awaitable: the record produced onto its inbound topic,
+    done when the worker has handled it."""
+    return await answer if inspect.isawaitable(answer) else answer
+
+
 def _now(request: web.Request) -> datetime:
     return _service(request).now_fn()
 
@@ -196,7 +204,7 @@ async def post_task(request: web.Request) -> web.Response:
                            "event")
         _service(request).reject(raw, "http:/v1/tasks", error, _now(request))
         raise error
-    outcome = _service(request).handle_raw(raw, "http:/v1/tasks", _now(request))
+    outcome = await _done(_service(request).handle_raw(raw, "http:/v1/tasks", _now(request)))
     result = _outcome(outcome)
     assert outcome.decision is not None
     report = outcome.decision.to_report()
@@ -281,8 +289,9 @@ async def post_permit(request: web.Request) -> web.Response:
         raise
     if len(req.permit_id) > MAX_ID_LENGTH:
         raise InputError("input.schema", f"permit_id: at most {MAX_ID_LENGTH} characters")
-    outcome = pipe.handle_event(_envelope("permit.requested", req.permit_id, req, now), now,
-                                raw=raw, source="http:/v1/permits")
+    outcome = await _done(pipe.handle_event(_envelope("permit.requested", req.permit_id, req,
+                                                      now), now, raw=raw,
+                                            source="http:/v1/permits"))
     result = _outcome(outcome)
     return _permit_json(request, req.permit_id, result, 200 if result.duplicate else 201)
 
@@ -330,8 +339,9 @@ async def _signed(request: web.Request, allowed: tuple[str, ...], default: str |
     body.setdefault("signature", "")  # unsigned: refused (and recorded) as approval.unsigned
     body.setdefault("key_id", "")
     approval = _validated(request, raw, ApprovalSigned, body)
-    outcome = pipe.handle_event(_envelope("approval.signed", permit_id, approval, now), now,
-                                raw=raw, source=f"http:{request.path}")
+    outcome = await _done(pipe.handle_event(_envelope("approval.signed", permit_id, approval,
+                                                      now), now, raw=raw,
+                                            source=f"http:{request.path}"))
     return _permit_json(request, permit_id, _outcome(outcome))
 
 
@@ -349,8 +359,8 @@ async def _permit_event(request: web.Request, kind: str, model: type) -> web.Res
     body = {**_object(request, raw, document), "permit_id": permit_id}
     payload = _validated(request, raw, model, body)
     pipe, now = _service(request), _now(request)
-    outcome = pipe.handle_event(_envelope(kind, permit_id, payload, now), now, raw=raw,
-                                source=f"http:{request.path}")
+    outcome = await _done(pipe.handle_event(_envelope(kind, permit_id, payload, now), now,
+                                            raw=raw, source=f"http:{request.path}"))
     return _permit_json(request, permit_id, _outcome(outcome))
 
 
@@ -369,8 +379,9 @@ async def post_execution(request: web.Request) -> web.Response:
     subject = report.permit_id or report.execution_id
     if len(subject) > MAX_ID_LENGTH:
         raise InputError("input.schema", f"permit_id: at most {MAX_ID_LENGTH} characters")
-    result = _outcome(pipe.handle_event(_envelope("execution.reported", subject, report, now),
-                                        now, raw=raw, source="http:/v1/executions"))
+    result = _outcome(await _done(pipe.handle_event(
+        _envelope("execution.reported", subject, report, now), now, raw=raw,
+        source="http:/v1/executions")))
     view = pipe.permits.view(report.permit_id) if report.permit_id else None
     return web.json_response({"permit": view, "event_ids": [e.event_id for e in result.events]},
                              status=202)
@@ -424,6 +435,7 @@ async def post_metrics(request: web.Request) -> web.Response:
                             producer="http", subject=sample.key[:MAX_ID_LENGTH],
                             payload=sample.model_dump(mode="json"))
         outcomes.append(pipe.handle_event(envelope, now, raw=item_raw, source=source))
+    outcomes = [await _done(outcome) for outcome in outcomes]  # (Kafka mode: all sent first)
     return web.json_response(_monitoring_json(outcomes, problems, accepted=len(items)),
                              status=202)
 
@@ -444,6 +456,7 @@ async def post_alertmanager(request: web.Request) -> web.Response:
                                             "; ".join(result.problems)), now)
     outcomes = [pipe.handle_event(e, now, raw=json.dumps(e.to_record()).encode(), source=source)
                 for e in result.events]
+    outcomes = [await _done(outcome) for outcome in outcomes]
     alerts = sum(1 for e in result.events if e.type == "alert.received")
     return web.json_response(_monitoring_json(outcomes, result.problems, alerts=alerts))
 
@@ -456,7 +469,7 @@ async def post_authorize(request: web.Request) -> web.Response:
     body = _object(request, raw, document)
     pipe, now = _service(request), _now(request)
     try:
-        result = pipe.authorize(body, now)
+        result = await _done(pipe.authorize(body, now))
     except InputError as error:
         pipe.reject(raw, "http:/v1/authorize", error, now)
         raise
@@ -474,9 +487,9 @@ async def post_override(request: web.Request) -> web.Response:
     if len(override.override_id) > MAX_ID_LENGTH:
         raise InputError("input.schema", f"override_id: at most {MAX_ID_LENGTH} characters")
     pipe, now = _service(request), _now(request)
-    outcome = pipe.handle_event(
+    outcome = await _done(pipe.handle_event(
         _envelope("override.requested", override.override_id, override, now), now, raw=raw,
-        source="http:/v1/overrides")
+        source="http:/v1/overrides"))
     return _permit_json(request, override.override_id, _outcome(outcome), 201)
 
 
@@ -486,9 +499,9 @@ async def post_review(request: web.Request) -> web.Response:
     body = {**_object(request, raw, document), "override_id": override_id}
     review = _validated(request, raw, OverrideReviewSubmitted, body)
     pipe, now = _service(request), _now(request)
-    outcome = pipe.handle_event(
+    outcome = await _done(pipe.handle_event(
         _envelope("override.review_submitted", override_id, review, now), now, raw=raw,
-        source=f"http:{request.path}")
+        source=f"http:{request.path}"))
     return _permit_json(request, override_id, _outcome(outcome))
 
 

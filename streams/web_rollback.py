@@ -23,7 +23,16 @@ from aiohttp import web
 from events import Envelope, InputError
 from events.envelope import MAX_ID_LENGTH
 from events.payloads import RollbackStageReported
-from streams.web import _body, _id, _now, _object, _service, _validated, error_response
+from streams.web import (
+    _body,
+    _done,
+    _id,
+    _now,
+    _object,
+    _service,
+    _validated,
+    error_response,
+)
 
 STATUS = {"rollback.unknown": 404, "rollback.unknown_region": 422}  # other rollback.*: 409
 
@@ -65,7 +74,8 @@ async def post_stage(request: web.Request) -> web.Response:
                         producer=report.executor[:MAX_ID_LENGTH] or "executor",
                         subject=subject[:MAX_ID_LENGTH], correlation_id=rollback_id,
                         payload=payload)
-    outcome = pipe.handle_event(envelope, now, raw=raw, source=f"http:{request.path}")
+    outcome = await _done(pipe.handle_event(envelope, now, raw=raw,
+                                            source=f"http:{request.path}"))
     if outcome.rejected is not None:
         code = outcome.rejected.code
         return error_response(code, outcome.rejected.message, _status(code),

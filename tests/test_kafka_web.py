@@ -37,7 +37,8 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def worker_web(bootstrap: str, tmp_path: Any, clock: Clock) -> AsyncIterator[Any]:
+async def worker_web(bootstrap: str, tmp_path: Any, clock: Clock, *,
+                     authorize_local: bool = False) -> AsyncIterator[Any]:
     from rules.policy import default_policy
     from streams.agents import Runtime, install_agents
     from streams.app import build_app
@@ -58,7 +59,7 @@ async def worker_web(bootstrap: str, tmp_path: Any, clock: Clock) -> AsyncIterat
     register_all(runtime.handlers)  # approvers, on the ledger before the worker starts
     app = build_app(config)
     install_agents(app, runtime)
-    mount(app, runtime, wait_s=30)
+    mount(app, runtime, wait_s=30, authorize_local=authorize_local)
     await app.start()
     runtime.url = f"http://127.0.0.1:{config.web_port}"  # type: ignore[attr-defined]
     try:
@@ -148,6 +149,9 @@ async def test_the_api_on_the_worker_port_writes_through_the_topics(kafka_bootst
         assert verdict["allowed"] is True and verdict["event_ids"]
         status, _, shown = await call(runtime, "GET", f"/v1/permits/{permit['permit_id']}")
         assert shown["permit"]["state"] == "executing"
+        status, _, odd = await call(runtime, "POST", "/v1/authorize",  # the worker rejects it
+                                    {**ask, "worker": {"id": "worker-7"}})
+        assert status == 400 and odd["error"]["code"].startswith("input."), odd
 
         # errors: JSON with a stable code, never a stack trace
         status, _, bad = await call(runtime, "POST", "/v1/tasks", b'{"task_id": "x", oops')
@@ -186,8 +190,9 @@ async def test_the_api_on_the_worker_port_writes_through_the_topics(kafka_bootst
     assert kinds["operation.authorized"] == 1
     assert kinds["permit.request_refused"] == 1  # the request naming no decision
     rejected = [e for e in events if e["type"] == "input.rejected"]
-    assert sorted(e["payload"]["source"] for e in rejected) == sorted(
-        ["http:/v1/tasks", f"http:/v1/permits/{permit['permit_id']}/approvals"])
+    assert sorted(e["payload"]["source"] for e in rejected) == sorted(  # each once
+        ["http:/v1/tasks", f"http:/v1/permits/{permit['permit_id']}/approvals",
+         "http:/v1/authorize"])
     assert decision["task_event_id"] in ids and decision["decision_event_id"] in ids
     assert set(verdict["event_ids"]) <= set(ids)
 
@@ -214,3 +219,88 @@ async def test_no_answer_in_time_is_a_504_and_the_record_is_still_handled_once(
     events = [e for part in ledger_events(ledger_dir).values() for e in part]
     assert Counter(e["type"] for e in events)["task.submitted"] == 1
     assert len({e["event_id"] for e in events}) == len(events)
+
+
+def test_certify_worker_serves_the_api_on_its_web_port(kafka_bootstrap, tmp_path):
+    """`certify worker` itself (a subprocess): the API on --web-port, next to Faust's `/`."""
+    import http.client as httpc
+    import json
+    import time
+
+    from tests.test_kafka_pipeline_helpers import start_worker
+
+    prefix, port = unique("webcli"), free_port()
+    data_dir = tmp_path / "data"
+    proc = start_worker(kafka_bootstrap, data_dir, tmp_path / "keys", prefix,
+                        tmp_path / "worker.log", "--web-port", str(port), "--no-projector")
+
+    def ask(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        connection = httpc.HTTPConnection("127.0.0.1", port, timeout=40)
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        connection.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        raw = response.read()
+        connection.close()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, raw.decode("utf-8", "replace")
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if ask("GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.proc.poll() is None, proc.output()[-4000:]
+            assert time.monotonic() < deadline, proc.output()[-4000:]
+            time.sleep(0.2)
+        status, decision = ask("POST", "/v1/tasks", {**TASKS[2], "task_id": "kweb-cli-1"})
+        assert status == 200, (decision, proc.output()[-4000:])
+        status, again = ask("GET", "/v1/decisions/kweb-cli-1")
+        assert status == 200 and again["decision_event_id"] == decision["decision_event_id"]
+        status, bad = ask("POST", "/v1/permits", b"[1, 2")
+        assert status == 400 and bad["error"]["code"].startswith("input.")
+        status, wrong = ask("PUT", "/healthz")
+        assert status == 405 and wrong["error"]["code"] == "http.method_not_allowed"
+        assert ask("GET", "/")[0] == 200  # Faust's index
+    finally:
+        code = proc.stop()
+        asyncio.run(delete_topics(kafka_bootstrap, prefix))
+    assert code == 0, proc.output()[-4000:]
+    events = [e for part in ledger_events(data_dir / "ledger").values() for e in part]
+    kinds = Counter(e["type"] for e in events)
+    assert kinds["task.submitted"] == 1 and kinds["certification.decided"] == 1
+    assert kinds["input.rejected"] == 1
+    assert len({e["event_id"] for e in events}) == len(events)
+
+
+async def test_authorize_decided_on_the_live_state_when_asked(kafka_bootstrap, tmp_path):
+    """CERTIFY_HTTP_AUTHORIZE=local: the verdict from the worker's live state, recorded by the
+    worker's one ledger writer and published before the answer."""
+    async with worker_web(kafka_bootstrap, tmp_path, Clock(), authorize_local=True) as runtime:
+        await call(runtime, "POST", "/v1/tasks", {**TASKS[2], "task_id": "kweb-local"})
+        _, _, created = await call(runtime, "POST", "/v1/permits", permit_body("kweb-local"))
+        permit_id = created["permit"]["permit_id"]
+        await asyncio.to_thread(Client(runtime.url).approve, permit_id, TOM.key,
+                                approver_id="tom", role="tech_lead", decided_at=T0)
+        ask = {"worker": {"id": "worker-7", "certification_level": 2}, "permit_id": permit_id,
+               "operation": {"type": "deploy", "environment": "production", "service": "api"}}
+        produced = runtime.web_service.produced
+        status, _, verdict = await call(runtime, "POST", "/v1/authorize", ask)
+        assert status == 200 and verdict["allowed"] is True, verdict
+        assert runtime.web_service.produced == produced  # nothing went through a topic
+        status, _, denied = await call(runtime, "POST", "/v1/authorize",
+                                       {**ask, "operation": {**ask["operation"],
+                                                             "service": "billing"}})
+        assert status == 200 and denied["allowed"] is False
+        status, _, bad = await call(runtime, "POST", "/v1/authorize", [1])
+        assert status == 400 and bad["error"]["code"] == "input.schema"
+        ledger_dir = runtime.config.settings.ledger_dir
+    events = [e for part in ledger_events(ledger_dir).values() for e in part]
+    ids = Counter(e["event_id"] for e in events)
+    assert set(verdict["event_ids"]) | set(denied["event_ids"]) <= set(ids)
+    assert max(ids.values()) == 1
+    assert Counter(e["type"] for e in events)["operation.authorized"] == 2

@@ -9,15 +9,18 @@
                rollback services) -> the same outputs
     timers     permit deadlines/expiries/override ends (1 s), checkpoint signing
 
-The ledger writer and the DuckDB projector are not agents but parts of this process (see
-streams/worker_ledger.py): the process that runs the agents is the ledger's one writer, so an
-event goes from the handler to its ledger partition partition_for(subject) directly, which is
-the partition its subject's key has on every topic and in embedded mode.
+The ledger writer is not an agent but part of this process (streams/worker_ledger.py): the
+process that runs the agents is the ledger's one writer, so an event goes from the handler to
+its ledger partition partition_for(subject) directly, which is the partition its subject's key
+has on every topic and in embedded mode. The DuckDB projector is a child process, handed every
+appended entry over a pipe (streams/worker_projector.py).
 
 Commit ordering (at-least-once with idempotent appends, not Faust's exactly-once): an agent
 takes a batch; appends every resulting event to the ledger (the OS has the bytes when append
-returns); publishes decisions, ledger entries and dead letters and waits for Kafka's acks; only
-then does the batch end, and Faust acks its records and commits their offsets later. A SIGKILL
+returns); hands decisions, ledger entries and dead letters to the producer, in recording order,
+and takes its next batch meanwhile; each record keeps one reference of ours on its Faust
+message until Kafka acknowledged its batch (and every batch before it), so Faust acks it and
+commits its offset only then. A SIGKILL
 at any point loses nothing: uncommitted records are read again, the handler makes the same
 event ids from the same bytes, and the ledger refuses a second copy of an id. Failures other
 than bad input (ledger I/O, the broker refusing a send) end the process at once (`on_fatal`), so

@@ -1,10 +1,11 @@
 """`make bench`: every benchmark in turn, each with its own same-run baseline.
 
     .venv/bin/python -m bench [NAME ...]     # names: checker ledger projections authorize kafka reports
+                                             #        rollback
 
 Each one is also runnable alone (`python -m bench.ledger_bench --help`) with larger sizes;
-the defaults here keep a full pass to minutes on 2 cores. The Kafka benchmark needs the broker
-(`make bench` starts it and sets CERTIFY_KAFKA_BOOTSTRAP).
+the defaults here keep a full pass to minutes on 2 cores. The Kafka and rollback benchmarks need
+the broker (`make bench` starts it and sets CERTIFY_KAFKA_BOOTSTRAP).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ BENCHES = {
     "authorize": ["bench.authorize_bench"],
     "kafka": ["bench.kafka_bench"],
     "reports": ["bench.reports_bench", "--entries", "2000000", "--real", "50000"],
+    "rollback": ["bench.rollback_bench"],
 }
 
 

@@ -447,8 +447,9 @@ def evaluate(states: Mapping[str, WindowState], sample: MetricSample,
 
 
 def material(old: WindowState | None, new: WindowState) -> bool:
-    """Did folding a sample change more than the time of the newest sample? A sample that did
-    not (a healthy reading on a healthy, armed window; a replayed or late one) can be dropped
+    """Did folding a sample change more than the time of the newest sample (or, on a disarmed
+    window, more than its run)? A sample that did not (a healthy reading on a healthy, armed
+    window; a bad one while disarmed; a replayed or late one) can be dropped
     without changing what a refold of the recorded samples decides, except that the refold's
     `last_at` is older -- which only the no-data rule reads (the service records a healthy
     sample now and then for that: streams.rollback_service.SAMPLE_HEARTBEAT_SECONDS)."""
@@ -456,8 +457,16 @@ def material(old: WindowState | None, new: WindowState) -> bool:
         return True
     if old is new:
         return False
-    before, after = old.__dict__, new.__dict__
-    return any(before[name] != after[name] for name in before if name != "last_at")
+    if old.fired_at is not None and new.fired_at == old.fired_at:
+        # Disarmed: the run goes on being counted, but it cannot fire before the trigger
+        # re-arms, and re-arming takes a healthy sample, which breaks the run. What a refold
+        # must know is the rest (no-data flag, healthy stretch, count window, baseline).
+        return {**old.__dict__, **_RUN_IGNORED} != {**new.__dict__, **_RUN_IGNORED}
+    return {**old.__dict__, "last_at": None} != {**new.__dict__, "last_at": None}
+
+
+_RUN_IGNORED = {"last_at": None, "run_start": None, "run_count": 0, "run_min": None,
+                "run_max": None, "run_sum": 0.0, "run_points": ()}
 
 
 def external_fire(state: WindowState | None, key: str, trigger: RollbackTrigger, at: datetime,

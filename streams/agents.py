@@ -43,6 +43,7 @@ from rules.policy import Policy
 from streams.handlers import Outcome
 from streams.handlers import Pipeline as Handlers
 from streams.keys import load_signing_key
+from streams.metrics_intake import MetricsReader
 from streams.topics import (
     APPROVALS,
     DEAD_LETTER,
@@ -54,7 +55,6 @@ from streams.topics import (
     H_REJECTION_ID,
     H_REQUEST,
     H_SOURCE,
-    METRICS,
     TASKS,
 )
 from streams.worker_config import KafkaSettings
@@ -312,11 +312,16 @@ def install_agents(app: Any, runtime: Runtime) -> dict[str, Any]:
         async for batch in stream.take_events(size, within=within):
             await runtime.guarded(runtime.inbound_batch(batch))
 
-    @app.agent(raw_topic(names[APPROVALS], names[EXECUTIONS], names[METRICS]), name="intake",
-               concurrency=1)
+    @app.agent(raw_topic(names[APPROVALS], names[EXECUTIONS]), name="intake", concurrency=1)
     async def intake(stream: Any) -> None:
         async for batch in stream.take_events(size, within=within):
             await runtime.guarded(runtime.inbound_batch(batch))
+
+    metrics = MetricsReader(runtime)  # <p>.metrics: same handlers, no Faust per-event cost
+
+    @app.task
+    async def metrics_reader() -> None:
+        await metrics.run()
 
     @app.timer(interval=PERMIT_TICK_S)
     async def permit_timers() -> None:
@@ -335,6 +340,7 @@ def install_agents(app: Any, runtime: Runtime) -> dict[str, Any]:
     @app.on_before_shutdown.connect
     async def stop_publisher(app: Any, **kwargs: Any) -> None:
         # Faust has stopped its consumer and waited for every taken batch to be acked
+        await metrics.stop()  # (its last batch sent and committed)
         await runtime.publisher.stop()
 
     @app.on_partitions_assigned.connect

@@ -65,7 +65,7 @@ from rules.triggers import (
     TriggerDecision,
     WindowState,
     apply_overrides,
-    evaluate,
+    evaluate_one,
     external_fire,
     external_resolve,
     material,
@@ -104,6 +104,8 @@ class RollbackService:
         self.contexts: dict[str, KeyContext] = {}
         self.overrides: dict[str, dict[str, Any]] = {}
         self._triggers: dict[str, tuple[RollbackTrigger, ...]] = {}
+        # (key, metric) -> the triggers watching it and their window names (from `triggers`)
+        self._watching: dict[tuple[str, str], tuple[tuple[RollbackTrigger, str], ...]] = {}
         # (key, metric) -> observed_at of the newest recorded sample (the heartbeat's clock)
         self._recorded_at: dict[tuple[str, str], datetime] = {}
         # Metrics the permit service's running checks watch for permits in execution (one
@@ -121,13 +123,13 @@ class RollbackService:
 
     def set_context(self, context: KeyContext) -> None:
         self.contexts[context.key] = context
-        self._triggers.pop(context.key, None)
+        self._forget_triggers(context.key)
 
     def set_overrides(self, key: str, overrides: Mapping[str, Any]) -> list[OverrideRefused]:
         """A permit's thresholds for this key; refused ones are returned (and not applied)."""
         _, refused = apply_overrides(self.policy.triggers, overrides, self.policy)
         self.overrides[key] = dict(overrides)
-        self._triggers.pop(key, None)
+        self._forget_triggers(key)
         return refused
 
     def forget(self, key: str) -> None:
@@ -136,7 +138,12 @@ class RollbackService:
         rollback is triggered after the revocation and still needs the plan, level and SLA."""
         self.windows = {k: v for k, v in self.windows.items() if v.key != key}
         self.overrides.pop(key, None)
+        self._forget_triggers(key)
+
+    def _forget_triggers(self, key: str) -> None:
         self._triggers.pop(key, None)
+        for name in [k for k in self._watching if k[0] == key]:
+            del self._watching[name]
 
     def triggers(self, key: str) -> tuple[RollbackTrigger, ...]:
         if key not in self._triggers:
@@ -297,16 +304,23 @@ class RollbackService:
     def _judge(self, sample: MetricSample, now: datetime | None = None,
                ) -> tuple[bool, list[TriggerDecision]]:
         """Fold the sample into its windows: (should it be recorded, decisions)."""
-        triggers = [t for t in self.triggers(sample.key) if t.metric == sample.metric]
-        if not triggers:
+        watching = self._watching.get((sample.key, sample.metric))
+        if watching is None:
+            watching = tuple((t, state_key(sample.key, t.name))
+                             for t in self.triggers(sample.key) if t.metric == sample.metric)
+            self._watching[(sample.key, sample.metric)] = watching
+        if not watching:
             return False, []
-        names = [state_key(sample.key, t.name) for t in triggers]
-        current = {n: self.windows.get(n) for n in names}
-        updated, decisions = evaluate({n: w for n, w in current.items() if w is not None},
-                                      sample, triggers, now or sample.observed_at,
-                                      self.settings)
-        self.windows.update(updated)
-        if any(material(current[n], w) for n, w in updated.items()):
+        windows, at = self.windows, now or sample.observed_at
+        changed, decisions = False, []
+        for trigger, name in watching:  # rules.triggers.evaluate, inlined (the hot path)
+            old = windows.get(name)
+            new, fired = evaluate_one(old, sample, trigger, at, self.settings)
+            if new is not old:
+                windows[name] = new
+                changed = changed or material(old, new)
+            decisions += fired
+        if changed:
             return True, decisions
         last = self._recorded_at.get((sample.key, sample.metric))
         due = last is None or \

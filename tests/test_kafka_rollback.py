@@ -94,3 +94,57 @@ def test_a_worker_killed_mid_window_fires_once_at_the_fifth_sample(kafka_bootstr
     # the bad samples after the 5th are evidence for the running rollback, not a second one
     assert all(e["payload"]["code"] == "rollback.trigger_during_rollback"
                for e in _events(ledger_dir, "escalation.raised"))
+
+
+def _record(kind: str, subject: str, payload: dict, event_id: str) -> bytes:  # type: ignore[type-arg]
+    event = Envelope(event_id=event_id, type=kind, occurred_at=T0, producer="executor-1",
+                     subject=subject, payload=payload)
+    return json.dumps(event.to_record()).encode()
+
+
+async def test_an_executor_stage_on_the_executions_topic_reaches_the_ledger(kafka_bootstrap,
+                                                                            tmp_path):
+    """The rollback command goes out on <p>.rollbacks for executors; their stage reports come
+    back on <p>.executions, are checked, and become rollback.event stages in the ledger; a
+    report out of order is dead-lettered with its reason."""
+    from streams.cli_kafka import produce
+    from streams.topics import H_REASON_CODE
+    from tests.test_kafka_pipeline_helpers import read_topic, running_worker
+
+    key = "deploy-exec-1"
+    async with running_worker(kafka_bootstrap, tmp_path) as runtime:
+        names, ledger_dir = runtime.config.topics, runtime.config.settings.ledger_dir
+        samples = []
+        for n in range(5):
+            at = T0 + timedelta(seconds=30 * n)
+            body = {"key": key, "metric": "error_rate", "value": 0.02,
+                    "observed_at": format_time(at)}
+            samples.append((f"m:{n}", _record("metric.sample", key, body, f"s:{key}:{n}")))
+        await produce(kafka_bootstrap, names["metrics"], samples)
+        commands = await read_topic(
+            kafka_bootstrap, names["rollbacks"], timeout=90,
+            until=lambda rs: any(b'"commanded"' in r.value for r in rs))
+        command = next(json.loads(r.value) for r in commands if b'"commanded"' in r.value)
+        rollback_id = command["payload"]["rollback_id"]
+        assert command["payload"]["key"] == key and command["subject"] == key
+
+        def report(stage: str, event_id: str) -> tuple[str, bytes]:
+            body = {"rollback_id": rollback_id, "stage": stage, "executor": "executor-1"}
+            if stage == "verified":
+                body["passed"] = True
+            return f"x:{event_id}", _record("rollback.stage_reported", key, body, event_id)
+
+        await produce(kafka_bootstrap, names["executions"],
+                      [report("started", "rep-1"), report("verified", "rep-2")])
+        dead = await read_topic(kafka_bootstrap, names["dead-letter"], timeout=60,
+                                until=lambda rs: len(rs) >= 1)
+        await asyncio.to_thread(wait_for, lambda: any(
+            e["payload"].get("stage") == "started" for e in _events(ledger_dir, "rollback.event")),
+            60, "the started stage in the ledger")
+    headers = {k: v.decode() for k, v in dead[0].headers}
+    assert headers[H_REASON_CODE] == "rollback.stage_out_of_order"
+    stages = [e["payload"]["stage"] for e in _events(ledger_dir, "rollback.event")]
+    assert stages == ["triggered", "commanded", "started"]
+    started = _events(ledger_dir, "rollback.event")[-1]
+    assert started["causation_id"] == "rep-1" and started["payload"]["actor"] == "executor-1"
+    assert [e["event_id"] for e in _events(ledger_dir, "rollback.stage_reported")] == ["rep-1"]

@@ -1,0 +1,115 @@
+"""<p>.metrics read by a plain aiokafka consumer in the worker, not by a Faust agent.
+
+Why: monitoring streams thousands of samples a second, and most of them change nothing (the
+rollback service records only the samples that matter, docs/rollback.md §6). Judging one costs
+~30-60 µs; Faust's per-event stream machinery (one message through the conductor, the
+sensors, the stream iterator and its ack) cost several times that on this machine, so a Faust
+agent could not sustain 5,000 samples/s on 2 cores (bench/rollback_bench.py has the numbers).
+This reader takes batches with `getmany`, runs every record through the same handlers as the
+agents (`streams.agents.handle_record`: bad input is rejected and dead-lettered alike), hands
+the events to the same publisher, and commits the batch's offsets only once Kafka has
+acknowledged its messages -- the agents' at-least-once contract (docs/kafka-mode.md): a record
+is read again after a crash, its events get the same ids, the ledger keeps one copy, and the
+trigger windows ignore samples as old as the newest they folded.
+
+Its consumer group is `<app id>-metrics` (the agents' group is the app id); one worker per app
+id, as for the agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from streams.topics import MAX_MESSAGE_BYTES, METRICS
+
+log = logging.getLogger("certify.worker")
+STOP_TIMEOUT_S = 30.0
+MAX_IN_FLIGHT = 4  # batches judged and sent whose offsets are not committed yet
+
+
+class MetricsReader:
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self._stopping = False
+        self._finished: asyncio.Event | None = None
+        self.batches = 0
+        self._commits: list[asyncio.Future[None]] = []  # in batch order
+
+    async def run(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        config = self.runtime.config
+        self._finished = asyncio.Event()
+        consumer = AIOKafkaConsumer(
+            config.topics[METRICS], bootstrap_servers=config.bootstrap,
+            group_id=f"{config.app_id}-metrics", enable_auto_commit=False,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+            session_timeout_ms=int(config.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, config.session_timeout_s / 3) * 1000))
+        try:
+            await consumer.start()
+            while not self._stopping:
+                batch = await consumer.getmany(timeout_ms=100, max_records=config.batch_size)
+                if batch:
+                    await self.runtime.guarded(self._batch(consumer, batch))
+            await self.runtime.guarded(self._drain())
+        finally:
+            try:
+                await consumer.stop()
+            finally:
+                self._finished.set()
+
+    async def _batch(self, consumer: Any, batch: dict[Any, list[Any]]) -> None:
+        from streams.agents import handle_record
+
+        runtime = self.runtime
+        letters = []
+        for records in batch.values():
+            for record in records:
+                _, letter = handle_record(
+                    runtime.handlers, record.value, key=record.key, headers=record.headers,
+                    origin=f"{record.topic}:{record.partition}:{record.offset}",
+                    partition=record.partition, now=runtime.clock())
+                runtime.inbound += 1
+                if letter is not None:
+                    runtime.rejected += 1
+                    letters.append(letter)
+        # In the ledger now; handed to the producer. The offsets are committed once Kafka has
+        # acknowledged the batch's messages (and every earlier batch's commit is done), while
+        # the next batch is already being judged: at most MAX_IN_FLIGHT batches unacknowledged.
+        acked = await runtime.send(letters)
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        commit = asyncio.ensure_future(
+            self._commit(consumer, acked, offsets, self._commits[-1] if self._commits else None))
+        commit.add_done_callback(self._failed)
+        self._commits.append(commit)
+        self.batches += 1
+        while len(self._commits) > MAX_IN_FLIGHT:
+            await self._commits.pop(0)
+
+    async def _commit(self, consumer: Any, acked: asyncio.Future[None],
+                      offsets: dict[Any, int], previous: asyncio.Future[None] | None) -> None:
+        await acked  # a failed send raises here: fatal, nothing of the batch is committed
+        if previous is not None:
+            await previous
+        await consumer.commit(offsets)
+
+    def _failed(self, commit: asyncio.Future[None]) -> None:
+        if not commit.cancelled() and commit.exception() is not None:
+            self.runtime.on_fatal(commit.exception())  # never ack past what Kafka did not take
+
+    async def _drain(self) -> None:
+        while self._commits:
+            await self._commits.pop(0)
+
+    async def stop(self) -> None:
+        """Finish the batch in hand (its messages sent, its offsets committed), then stop."""
+        self._stopping = True
+        if self._finished is not None:
+            try:
+                await asyncio.wait_for(self._finished.wait(), STOP_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                log.error("certify worker: the metrics reader did not stop in %.0f s",
+                          STOP_TIMEOUT_S)

@@ -25,7 +25,7 @@ RUN pip install . \
 
 USER certify
 VOLUME ["/data", "/duckdb"]
-# 8080: `certify serve`; 6066: the Faust worker's own web server (health, stats)
+# 8080: `certify serve`; 6066: the Faust worker's web server (the HTTP API, Faust's pages)
 EXPOSE 8080 6066
 ENTRYPOINT ["certify"]
 CMD ["--help"]

@@ -109,24 +109,36 @@ def test_kafka_service_is_kraft_with_a_cluster_id_and_a_data_volume(compose):
     assert "healthcheck" in kafka
 
 
-def test_worker_and_web_run_certify_after_kafka_is_healthy(compose):
+def test_the_worker_runs_certify_after_kafka_is_healthy(compose):
     services = compose["services"]
     assert services["worker"]["command"] == ["worker", "--broker", "kafka://kafka:9092"]
-    assert services["web"]["command"] == ["serve", "--host", "0.0.0.0", "--port", "8080"]
     assert (ROOT / services["worker"]["build"]["dockerfile"]).is_file()
-    for name in ("worker", "web"):
-        service = services[name]
-        assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
-        assert service["environment"]["CERTIFY_DATA_DIR"] == "/data"
-        assert service["environment"]["CERTIFY_KEY_DIR"].startswith("/data/")  # kept on a volume
-        assert "healthcheck" in service
-    assert set(compose["volumes"]) >= {"kafka-data", "ledger", "duckdb", "web-data"}
+    service = services["worker"]
+    assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert service["environment"]["CERTIFY_DATA_DIR"] == "/data"
+    assert service["environment"]["CERTIFY_KEY_DIR"].startswith("/data/")  # kept on a volume
+    assert "healthcheck" in service
+    assert set(compose["volumes"]) >= {"kafka-data", "ledger", "duckdb"}
+
+
+def test_the_api_is_the_worker_s_web_port_and_no_second_ledger_writer(compose):
+    """The HTTP API is mounted in the worker's web server (streams/worker_web.py): published
+    from the worker, bound beyond the container's loopback; no `certify serve` next to it."""
+    from streams.worker_config import DEFAULT_WEB_PORT
+
+    services = compose["services"]
+    worker = services["worker"]
+    assert f"127.0.0.1:8080:{DEFAULT_WEB_PORT}" in worker["ports"]
+    assert worker["environment"]["CERTIFY_WEB_HOST"] == "0.0.0.0"
+    assert not [name for name, service in services.items()
+                if "serve" in (service.get("command") or [])]
 
 
 def test_each_ledger_has_one_writer_and_the_worker_publishes_duckdb_for_readers(compose):
-    worker, web = compose["services"]["worker"], compose["services"]["web"]
+    worker = compose["services"]["worker"]
     assert "ledger:/data" in worker["volumes"]
-    assert "web-data:/data" in web["volumes"]  # `certify serve` writes a ledger of its own
+    assert [v for v in compose["services"]["worker"]["volumes"] if v.endswith(":/data")] == [
+        "ledger:/data"]
     assert "deploy" not in worker and "scale" not in worker  # one worker per ledger
     snapshot = worker["environment"]["CERTIFY_DUCKDB_SNAPSHOT"]
     assert any(snapshot.startswith(v.split(":")[1] + "/") for v in worker["volumes"]

@@ -17,11 +17,13 @@ import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 
+from events import format_time
 from streams.client import Client
 from tests.test_kafka_pipeline_helpers import PARTITIONS, delete_topics, ledger_events, unique
 from tests.test_permit_kit import APPROVERS, PLAN, T0, TASKS, Clock, register_all
@@ -298,6 +300,21 @@ async def test_authorize_decided_on_the_live_state_when_asked(kafka_bootstrap, t
         assert status == 200 and denied["allowed"] is False
         status, _, bad = await call(runtime, "POST", "/v1/authorize", [1])
         assert status == 400 and bad["error"]["code"] == "input.schema"
+
+        # monitoring through <p>.metrics: the answer embedded mode gives (tests/test_web_metrics)
+        def sample(n: int) -> dict[str, Any]:
+            return {"key": "kweb-dep-1", "metric": "error_rate", "value": 0.02,
+                    "observed_at": format_time(T0 + timedelta(seconds=30 * n))}
+
+        status, _, body = await call(runtime, "POST", "/v1/metrics", sample(0))
+        assert status == 202 and body["accepted"] == 1 and body["rollbacks"] == [], body
+        status, _, body = await call(runtime, "POST", "/v1/metrics",
+                                     [sample(n) for n in range(1, 7)])
+        assert status == 202 and body["accepted"] == 6, body
+        assert [r["stage"] for r in body["rollbacks"]] == ["triggered", "commanded"]
+        rollback_id = body["rollbacks"][0]["rollback_id"]
+        status, _, tracked = await call(runtime, "GET", f"/v1/rollbacks/{rollback_id}")
+        assert status == 200 and tracked["rollback"]["stage"] == "commanded", tracked
         ledger_dir = runtime.config.settings.ledger_dir
     events = [e for part in ledger_events(ledger_dir).values() for e in part]
     ids = Counter(e["event_id"] for e in events)

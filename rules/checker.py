@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -88,8 +88,11 @@ class Decision:
         """The same decision for another task with the same content."""
         if task_id == self.payload["task_id"]:
             return self
-        return replace(self, payload={**self.payload, "task_id": task_id},
-                       facts=replace(self.facts, task_id=task_id))
+        fields = {name: value for name, value in vars(self).items()
+                  if name != "decided"}  # the cached model names the other task
+        fields["payload"] = {**self.payload, "task_id": task_id}
+        fields["facts"] = frozen_instance(TaskFacts, {**vars(self.facts), "task_id": task_id})
+        return frozen_instance(Decision, fields)
 
     def to_report(self) -> dict[str, Any]:
         """The `certify check` JSON, keeping the seed's paths for masters' scripts."""
@@ -284,8 +287,9 @@ def _score_reversibility(t: CheckerTables, facts: TaskFacts, f: Findings, notes:
 
 def _score_data(t: CheckerTables, f: Findings, notes: list[str]) -> dict[str, Any]:
     table = t.factor_points["data_sensitivity"]
-    found = dict(f.data)
+    found = f.data
     if f.unknown_data_types:
+        found = dict(found)
         # Extends the finding's own "internal" list when there is one, so the report's
         # analysis lists the unrecognised types there too (as it always has).
         found.setdefault("internal", []).extend(f"'{d}' (unrecognised)"
@@ -456,7 +460,7 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
     facts = read_task(task, task_id)
     t = tables_for(policy)
     findings = detect(facts, policy.scoring, policy.framework_text, policy.framework_aliases)
-    notes = list(findings.environment.notes) + list(findings.notes)
+    notes = [*findings.environment.notes, *findings.notes]
 
     factors = [
         _score_environment(t, findings),
@@ -473,7 +477,7 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
     if band is None:
         policy.scoring.band(score)  # raises the policy's own error for a score outside every band
     band_level, risk_level = band
-    sensitive_found = sensitive(findings)
+    sensitive_found = sensitive(findings) if findings.data else []
     minimums = _minimums(policy, t, facts, findings, sensitive_found)
     highest_minimum = max([m["level"] for m in minimums], default=0)
     level = band_level if band_level > highest_minimum else highest_minimum

@@ -67,7 +67,7 @@ def _environment_finding(environment: str, critical: bool, multi_region_label: b
         "signals": signals, "notes": notes})
 
 
-def _signals(facts: TaskFacts, policy: ScoringPolicy, present: set[str]
+def _signals(facts: TaskFacts, policy: ScoringPolicy, plan: TextPlan, opened: set[str]
              ) -> tuple[list[Signal], list[Signal]]:
     """Structured signals and (weaker) free-text signals."""
     rules = policy.environment
@@ -78,9 +78,10 @@ def _signals(facts: TaskFacts, policy: ScoringPolicy, present: set[str]
                 if rx.search(value.strip()):
                     out.append(_signal(env, rules.env_vars.weight, f"env var {name}={value}"))
                     break
-    for kind, values, patterns in (("hostname", facts.hostnames, rules.hostnames),
-                                   ("branch", facts.branches, rules.branches),
-                                   ("path", facts.paths, rules.paths)):
+    for kind, values, patterns in ((("hostname", facts.hostnames, rules.hostnames),
+                                    ("branch", facts.branches, rules.branches),
+                                    ("path", facts.paths, rules.paths))
+                                   if facts.hostnames or facts.branches or facts.paths else ()):
         for value in values:
             host = re.sub(r"^[a-z]+://", "", value).split("/")[0] if kind == "hostname" else value
             for env, rx in patterns.compiled.items():
@@ -102,18 +103,22 @@ def _signals(facts: TaskFacts, policy: ScoringPolicy, present: set[str]
         if on and flag in rules.flags.production:
             out.append(_signal("production", rules.flags.weight, f"flag {flag}=true"))
     text: list[Signal] = []
-    for env, rx in rules.text.compiled.items():
-        match = rx.search_known(facts.text, present)
-        if match:
-            text.append(_signal(env, rules.text.weight, f"text '{match.group(0)}'"))
+    if not opened.isdisjoint(plan.environment_search_set):
+        for env, search in plan.environment_searches:
+            match = search in opened and plan.regex[search].search(facts.text)
+            if match:
+                text.append(_signal(env, rules.text.weight, f"text '{match.group(0)}'"))
     return out, text
 
 
 def detect_environment(facts: TaskFacts, policy: ScoringPolicy,
-                       present: set[str] | None = None) -> EnvironmentFinding:
-    """`present`: the policy's text literals found in the task's text (found here if None)."""
-    if present is None:
-        present = literals_in(facts.text, policy)
+                       scanned: tuple[TextPlan, set[str]] | None = None) -> EnvironmentFinding:
+    """`scanned`: the policy's text plan and the searches the task's text opens (found here
+    when not given)."""
+    if scanned is None:
+        plan = text_plan(policy, _NO_FRAMEWORKS)
+        scanned = plan, plan.opened_by(facts.text)
+    plan, opened = scanned
     rules = policy.environment
     notes: list[str] = []
     label_kind = None
@@ -122,7 +127,7 @@ def detect_environment(facts: TaskFacts, policy: ScoringPolicy,
         if label_kind is None:
             notes.append(f"environment label '{facts.environment_label}' is not one we know; "
                          "judged from other signals")
-    structured, text = _signals(facts, policy, present)
+    structured, text = _signals(facts, policy, plan, opened)
     critical = label_kind == "production_critical" or facts.flags.get("critical", False)
     multi_region_label = label_kind == "production_multi_region"
 
@@ -130,20 +135,23 @@ def detect_environment(facts: TaskFacts, policy: ScoringPolicy,
         environment = "production" if label_kind.startswith("production") else label_kind
         structured = [_signal(environment, 20, f"environment '{facts.environment_label}'"),
                       *structured]
+        if len(structured) == 1:  # the label alone: nothing to weigh against it
+            return _environment_finding(environment, critical, multi_region_label, 1.0,
+                                        structured + text, notes)
         contrary = [s for s in structured[1:] if s.environment == "production"
                     and environment != "production"]
         if contrary:
             notes.append(f"label says {environment} but {contrary[0].evidence} says production; "
                          "judged as production (conservative)")
             return _environment_finding("production", critical, multi_region_label, 0.5,
-                                      structured + text, notes)
+                                        structured + text, notes)
         agreeing = sum(s.weight for s in structured if s.environment == environment)
         disagreeing = sum(s.weight for s in structured if s.environment != environment)
         confidence = round(min(1.0, agreeing / (agreeing + disagreeing)), 3)
         if disagreeing:
             notes.append(f"some signals disagree with the label '{facts.environment_label}'")
         return _environment_finding(environment, critical, multi_region_label, confidence,
-                                  structured + text, notes)
+                                    structured + text, notes)
 
     signals = structured or text
     if not signals:
@@ -167,10 +175,32 @@ def detect_environment(facts: TaskFacts, policy: ScoringPolicy,
     return _environment_finding(environment, critical, False, confidence, signals, notes)
 
 
-def literals_in(text: str, policy: ScoringPolicy) -> set[str]:
-    """Which of the policy's text literals occur in `text` (lower-case): one pass of substring
-    tests, after which a pattern none of whose literals occurred is known not to match."""
-    return {literal for literal in policy.text_literals if literal in text}
+@dataclass(frozen=True)
+class TextPlan:
+    """Every regex search over a task's free text, each behind the literals it requires.
+
+    One pass of substring tests finds which literals occur; a search is run only when one of
+    its literals occurred (or when it has none). A pattern cannot match where its required
+    literal is absent, so the answers are the bare regexes' answers.
+    """
+
+    literals: tuple[str, ...]
+    opens: dict[str, tuple[str, ...]]  # literal -> the searches it opens
+    always: frozenset[str]  # searches without a required literal: always run
+    regex: dict[str, Any]  # search -> compiled pattern
+    environment_searches: tuple[tuple[str, str], ...]  # (environment, search), policy order
+    data_searches: dict[str, str]  # category -> search
+    operation_searches: dict[str, str]
+    framework_searches: tuple[tuple[str, str], ...]  # (framework, search)
+    environment_search_set: frozenset[str]  # the searches of environment_searches
+    framework_search_set: frozenset[str]
+
+    def opened_by(self, text: str) -> set[str]:
+        """The searches worth running over `text` (lower-case), or over any part of it."""
+        opened = set(self.always)
+        for searches in [self.opens[literal] for literal in self.literals if literal in text]:
+            opened.update(searches)
+        return opened
 
 
 def _keyword_literals(pattern: re.Pattern[str]) -> frozenset[str] | None:
@@ -185,56 +215,101 @@ def _keyword_literals(pattern: re.Pattern[str]) -> frozenset[str] | None:
     return frozenset(keywords) if all(keywords) else None
 
 
+def _build_plan(policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]]) -> TextPlan:
+    gated: dict[str, tuple[Any, frozenset[str] | None]] = {}  # search -> (regex, literals)
+
+    def add(search: str, pattern: Any) -> str:
+        gated[search] = (pattern.regex, pattern.literal_set)
+        return search
+
+    environment = tuple((env, add(f"environment.{env}", rx))
+                        for env, rx in policy.environment.text.compiled.items())
+    data = {c: add(f"data.{c}", r.text_rx) for c, r in policy.data.items() if r.text_rx}
+    operations = {c: add(f"operations.{c}", r.text_rx)
+                  for c, r in policy.operations.items() if r.text_rx}
+    for search, pattern in (("read_only.write", policy.read_only.write_rx),
+                            ("deploy", policy.deploy.text_rx),
+                            ("impact.customer_facing", policy.impact.customer_facing_rx)):
+        if pattern is not None:
+            add(search, pattern)
+    frameworks = []
+    for name, rx in framework_text.items():
+        gated[f"framework.{name}"] = (rx, _keyword_literals(rx))
+        frameworks.append((name, f"framework.{name}"))
+    opens: dict[str, list[str]] = {}
+    for search, (_, literals) in gated.items():
+        for literal in literals or ():
+            opens.setdefault(literal, []).append(search)
+    return TextPlan(
+        literals=tuple(sorted(opens)),
+        opens={literal: tuple(searches) for literal, searches in opens.items()},
+        always=frozenset(search for search, (_, literals) in gated.items() if literals is None),
+        regex={search: rx for search, (rx, _) in gated.items()},
+        environment_searches=environment, data_searches=data, operation_searches=operations,
+        framework_searches=tuple(frameworks),
+        environment_search_set=frozenset(search for _, search in environment),
+        framework_search_set=frozenset(search for _, search in frameworks))
+
+
 _UNESCAPE = re.compile(r"\\(.)")
-_framework_gates: dict[int, tuple[dict[str, re.Pattern[str]], list[tuple[str, Any]]]] = {}
+_NO_FRAMEWORKS: dict[str, re.Pattern[str]] = {}
+_plans: dict[tuple[int, int], tuple[ScoringPolicy, dict[str, re.Pattern[str]], TextPlan]] = {}
 
 
-def _gated_frameworks(framework_text: dict[str, re.Pattern[str]]
-                      ) -> list[tuple[str, re.Pattern[str], frozenset[str] | None]]:
-    """(framework, keyword pattern, its keywords) once per policy's framework table."""
-    found = _framework_gates.get(id(framework_text))
-    if found is not None and found[0] is framework_text:
-        return found[1]
-    if len(_framework_gates) >= 8:
-        _framework_gates.clear()
-    gates = [(name, rx, _keyword_literals(rx)) for name, rx in framework_text.items()]
-    _framework_gates[id(framework_text)] = (framework_text, gates)  # keeps the id unreused
-    return gates
+def text_plan(policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]]) -> TextPlan:
+    """The plan of one policy, built on first use (policies are immutable, a few per process)."""
+    found = _plans.get((id(policy), id(framework_text)))
+    if found is not None and found[0] is policy and found[1] is framework_text:
+        return found[2]
+    if len(_plans) >= 8:
+        _plans.clear()
+    plan = _build_plan(policy, framework_text)
+    _plans[(id(policy), id(framework_text))] = (policy, framework_text, plan)  # ids not reused
+    return plan
 
 
 def _match_categories(table: dict[str, MatchRules], name_index: dict[str, tuple[str, ...]],
-                      names: list[str], normalised: list[str], text: str, present: set[str]
+                      names: list[str], normalised: list[str], text: str,
+                      searches: dict[str, str], plan: TextPlan, opened: set[str]
                       ) -> dict[str, list[str]]:
     """category -> evidence: the names it lists (in the task's order), then its text match."""
+    if not names and opened.isdisjoint(searches.values()):
+        return {}
     by_name: dict[str, list[str]] = {}
     for original, name in zip(names, normalised, strict=True):
         for category in name_index.get(name, ()):
             by_name.setdefault(category, []).append(f"'{original}'")
+    by_text = {}
+    for category, search in searches.items():
+        if search in opened and (match := plan.regex[search].search(text)):
+            by_text[category] = f"text '{match.group(0)}'"
+    if not by_text:
+        return {category: by_name[category] for category in table if category in by_name}
     found: dict[str, list[str]] = {}
-    for category, rules in table.items():
+    for category in table:
         evidence = by_name.get(category)
         if evidence is not None:
             found[category] = evidence
-        if rules.text_rx is not None:
-            match = rules.text_rx.search_known(text, present)
-            if match:
-                found.setdefault(category, []).append(f"text '{match.group(0)}'")
+        if category in by_text:
+            found.setdefault(category, []).append(by_text[category])
     return found
 
 
 def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]],
            framework_aliases: dict[str, str]) -> Findings:
     notes: list[str] = []
-    operations_text = " \n".join([facts.text, *(o.lower() for o in facts.operations)])
+    operations_text = (" \n".join([facts.text, *(o.lower() for o in facts.operations)])
+                       if facts.operations else facts.text)
     # Literals found in the operations text, which starts with the free text: a superset of
     # those in the free text, so a pattern searched over either is skipped only when it
     # cannot match.
-    present = literals_in(operations_text, policy)
-    environment = detect_environment(facts, policy, present)
+    plan = text_plan(policy, framework_text)
+    opened = plan.opened_by(operations_text)
+    environment = detect_environment(facts, policy, (plan, opened))
 
     data_names = [normalise_name(d) for d in facts.data_types]
     data = _match_categories(policy.data, policy.data_name_index, facts.data_types, data_names,
-                             facts.text, present)
+                             facts.text, plan.data_searches, plan, opened)
     known = policy.known_data_names
     unknown_data = [d for d, name in zip(facts.data_types, data_names, strict=True)
                     if name not in known]
@@ -243,11 +318,12 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
 
     operation_names = [normalise_name(o) for o in facts.operations]
     operations = _match_categories(policy.operations, policy.operation_name_index,
-                                   facts.operations, operation_names, operations_text, present)
+                                   facts.operations, operation_names, operations_text,
+                                   plan.operation_searches, plan, opened)
     read_only = bool(operation_names) and all(
         name in policy.read_only.name_set for name in operation_names)
-    if read_only and policy.read_only.write_rx is not None:
-        write = policy.read_only.write_rx.search_known(facts.text, present)
+    if read_only and "read_only.write" in opened:
+        write = plan.regex["read_only.write"].search(facts.text)
         if write:
             read_only = False
             notes.append(f"operations are listed as read-only but the text says '{write.group(0)}'")
@@ -256,8 +332,7 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
     deploy_names = policy.deploy.name_set
     deploys = [o for o, name in zip(facts.operations, operation_names, strict=True)
                if name in deploy_names]
-    if policy.deploy.text_rx is not None and (
-            m := policy.deploy.text_rx.search_known(facts.text, present)):
+    if "deploy" in opened and (m := plan.regex["deploy"].search(facts.text)):
         deploys.append(f"text '{m.group(0)}'")
 
     impact = policy.impact
@@ -268,8 +343,8 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
             customer_facing.append(f"service '{item}'")
         if impact.system_wide_rx is not None and impact.system_wide_rx.search(item):
             system_wide.append(f"component '{item}'")
-    if not facts.services and impact.customer_facing_rx is not None:
-        match = impact.customer_facing_rx.search_known(facts.text, present)
+    if not facts.services and "impact.customer_facing" in opened:
+        match = plan.regex["impact.customer_facing"].search(facts.text)
         if match:
             customer_facing.append(f"text '{match.group(0)}'")
     if facts.flags.get("customer_facing"):
@@ -282,11 +357,9 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
             notes.append(f"compliance framework '{name}' not recognised")
         else:
             frameworks.setdefault(canonical, []).append(f"'{name}'")
-    text = facts.text
-    for canonical, keyword_rx, keywords in _gated_frameworks(framework_text):
-        if keywords is not None and not any(k in text for k in keywords):
-            continue
-        if match := keyword_rx.search(text):
+    for canonical, search in (plan.framework_searches
+                              if not opened.isdisjoint(plan.framework_search_set) else ()):
+        if search in opened and (match := plan.regex[search].search(facts.text)):
             frameworks.setdefault(canonical, []).append(f"text '{match.group(0)}'")
 
     return frozen_instance(Findings, {

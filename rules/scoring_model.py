@@ -66,13 +66,6 @@ class GatedPattern:
                 return None
         return self.regex.search(text)
 
-    def search_known(self, text: str, present: set[str]) -> re.Match[str] | None:
-        """`search(text)` when the caller already knows which literals occur: `present` holds
-        every one of ours found in the lower-cased text (or in a text that contains it)."""
-        if self.literal_set is not None and self.literal_set.isdisjoint(present):
-            return None
-        return self.regex.search(text)
-
 
 def compile_any(patterns: list[str]) -> GatedPattern | None:
     """One gated alternation per list: a single scan instead of one per pattern."""
@@ -322,17 +315,6 @@ class ScoringPolicy(Strict):
     def operation_name_index(self) -> dict[str, tuple[str, ...]]:
         """normalised operation name -> the categories naming it, in policy order."""
         return _name_index(self.operations)
-
-    @cached_property
-    def text_literals(self) -> tuple[str, ...]:
-        """Every required literal of every pattern searched over a task's free text: found once
-        per task, then each pattern is searched only if one of its own literals was found."""
-        patterns = [*self.environment.text.compiled.values(),
-                    *(r.text_rx for r in (*self.data.values(), *self.operations.values(),
-                                          self.deploy)),
-                    self.read_only.write_rx, self.impact.customer_facing_rx]
-        return tuple(sorted({literal for p in patterns if p is not None and p.literals
-                             for literal in p.literals}))
 
     def band(self, score: int) -> Threshold:
         for threshold in self.thresholds:

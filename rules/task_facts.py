@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from events import InputError
@@ -183,6 +184,9 @@ FIELD_TABLE: dict[str, tuple[str, str]] = {
        ("compliance", "frameworks", "compliance_requirements.frameworks")},
 }
 PRIORITY = {path: rank for rank, path in enumerate(FIELD_TABLE)}
+# path -> (attribute, kind, priority); "text" is read as "strings" are (into the "text" list)
+READERS = {path: (attribute, "strings" if kind == "text" else kind, PRIORITY[path])
+           for path, (attribute, kind) in FIELD_TABLE.items()}
 NESTED = frozenset({"operation_details", "target", "impact_assessment", "technical_requirements",
                     "compliance_requirements", "rollback", "technical_requirements.rollback"})
 IDENTITY_FIELDS = frozenset({"task_id", "id", "master_id", "requested_by"})
@@ -209,6 +213,14 @@ def _walk(document: dict[str, Any], prefix: str = "") -> Any:
                 raise InputError("input.schema", f"{_where(path)}: expected an object")
 
 
+def _known_fields(task: dict[str, Any]) -> Iterable[tuple[str, Any]]:
+    """_walk's (path, value) pairs, as a plain list for the flat tasks most masters send (a
+    nested one is walked as it is read, so the first bad field is still the one reported)."""
+    if NESTED.isdisjoint(task):
+        return [(key, value) for key, value in task.items() if key in FIELD_TABLE]
+    return _walk(task)
+
+
 def task_identity(task: dict[str, Any]) -> str:
     given = task.get("task_id", task.get("id"))
     if given is not None and (isinstance(given, bool) or not isinstance(given, (str, int))):
@@ -223,19 +235,29 @@ def read_task(task: Any, task_id: str | None = None) -> TaskFacts:
         task_id = task_identity(task)
 
     lists: dict[str, list[str]] = {}
-    labels: dict[str, tuple[int, str]] = {}
+    labels: dict[str, str] = {}
+    label_priority: dict[str, int] = {}  # the earliest FIELD_TABLE row wins
     mappings: dict[str, dict[str, str]] = {}
     flags: dict[str, bool] = {}
     customers: int | None = None
-    for path, value in _walk(task):
-        attribute, kind = FIELD_TABLE[path]
-        if kind in ("text", "strings"):
+    for path, value in _known_fields(task):
+        attribute, kind, priority = READERS[path]
+        if kind == "strings":  # and "text"
             if value is not None:
-                lists.setdefault(attribute, []).extend(_strings(value, path))
+                if value.__class__ is str:  # the usual case, as _strings reads it
+                    if value.strip():
+                        found = lists.get(attribute)
+                        if found is None:
+                            lists[attribute] = [value]
+                        else:
+                            found.append(value)
+                else:
+                    lists.setdefault(attribute, []).extend(_strings(value, path))
         elif kind == "label":
             label = _label(value, path)
-            if label and (attribute not in labels or PRIORITY[path] < labels[attribute][0]):
-                labels[attribute] = (PRIORITY[path], label)
+            if label and (attribute not in labels or priority < label_priority[attribute]):
+                labels[attribute] = label
+                label_priority[attribute] = priority
         elif kind == "mapping":
             mappings.setdefault(attribute, {}).update(_mapping(value, path))
         elif kind == "flag":
@@ -247,30 +269,32 @@ def read_task(task: Any, task_id: str | None = None) -> TaskFacts:
             counted = _int(value, path)
             customers = counted if customers is None else customers
 
-    def label(attribute: str) -> str | None:
-        return labels[attribute][1] if attribute in labels else None
-
+    label = labels.get
     get = lists.get
-    return frozen_instance(TaskFacts, dict(
-        task_id=task_id,
-        text=" \n".join(get("text", []))[:MAX_TEXT].lower(),
-        environment_label=label("environment_label"),
-        env_vars=mappings.get("env_vars", {}),
-        hostnames=[h.lower() for h in get("hostnames", [])],
-        namespaces=[n.lower() for n in get("namespaces", [])],
-        branches=get("branches", []),
-        paths=get("paths", []),
-        tags={k.lower(): v.lower() for k, v in mappings.get("tags", {}).items()},
-        flags=flags,
-        data_types=get("data_types", []),
-        operations=get("operations", []),
-        services=get("services", []),
-        components=get("components", []),
-        regions=get("regions", []),
-        customers_affected=customers,
-        customer_impact_label=label("customer_impact_label"),
-        reversibility_label=label("reversibility_label"),
-        rollback_strategy=label("rollback_strategy"),
-        frameworks=get("frameworks", []),
-        extra_fields=sorted(k for k in task if k not in KNOWN_FIELDS),
-    ))
+    texts = get("text")
+    hostnames = get("hostnames")
+    namespaces = get("namespaces")
+    tags = mappings.get("tags")
+    return frozen_instance(TaskFacts, {
+        "task_id": task_id,
+        "text": " \n".join(texts)[:MAX_TEXT].lower() if texts else "",
+        "environment_label": label("environment_label"),
+        "env_vars": mappings.get("env_vars", {}),
+        "hostnames": [h.lower() for h in hostnames] if hostnames else [],
+        "namespaces": [n.lower() for n in namespaces] if namespaces else [],
+        "branches": get("branches", []),
+        "paths": get("paths", []),
+        "tags": {k.lower(): v.lower() for k, v in tags.items()} if tags else {},
+        "flags": flags,
+        "data_types": get("data_types", []),
+        "operations": get("operations", []),
+        "services": get("services", []),
+        "components": get("components", []),
+        "regions": get("regions", []),
+        "customers_affected": customers,
+        "customer_impact_label": label("customer_impact_label"),
+        "reversibility_label": label("reversibility_label"),
+        "rollback_strategy": label("rollback_strategy"),
+        "frameworks": get("frameworks", []),
+        "extra_fields": sorted(task.keys() - KNOWN_FIELDS),
+    })

@@ -90,3 +90,17 @@ def test_every_payload_built_without_validation_is_valid(golden):
         except InputError:
             continue
         assert CertificationDecided.model_validate(payload).model_dump(mode="json") == payload
+
+
+def test_facts_findings_and_decisions_carry_every_field():
+    """They are built without their dataclass __init__ (hot path): none may lack a field."""
+    from dataclasses import fields
+
+    decision = decide({"task": "Deploy web to prod", "environment": "production",
+                       "hostname": "api.example.com", "data_types": ["email"]},
+                      default_policy(), memo=False)
+    reused = decision.for_task("another-id")
+    for made in (decision, decision.facts, decision.findings, decision.findings.environment,
+                 *decision.findings.environment.signals, reused, reused.facts):
+        assert set(vars(made)) == {f.name for f in fields(made)}, type(made).__name__
+    assert reused.decided.task_id == reused.facts.task_id == "another-id"

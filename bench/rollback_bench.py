@@ -178,7 +178,7 @@ async def load_child(spec: dict[str, Any]) -> dict[str, Any]:
         await producer.stop()
     try:
         await asyncio.wait_for(observer, spec["timeout"])
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     return {"sent": sent, "seen": seen, "produced_in": produced_in, "started": started,
             "count": len(flow["samples"]), "max_behind_s": lag}

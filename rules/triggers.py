@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -143,12 +144,12 @@ class EngineSettings:
     def from_policy(cls, policy: RollbackPolicy) -> EngineSettings:
         return cls(policy.check_interval_seconds, policy.trigger_evaluation)
 
-    @property
+    @cached_property
     def no_data_after(self) -> timedelta:
         return timedelta(seconds=self.check_interval_seconds
                          * self.evaluation.no_data_after_intervals)
 
-    @property
+    @cached_property
     def rearm_after(self) -> timedelta:
         return timedelta(seconds=self.evaluation.rearm_healthy_seconds)
 

@@ -35,7 +35,6 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from events import Envelope, InputError
-from events.registry import parse_payload
 from events.payloads import (
     AlertReceived,
     EscalationRaised,
@@ -43,6 +42,7 @@ from events.payloads import (
     PermitRequested,
     RollbackStageReported,
 )
+from events.registry import parse_payload
 from rules.enforcement import MONITORED_STATES, PERMIT_TRIGGERS
 from rules.governance import RollbackTrigger
 from rules.policy import Policy
@@ -166,14 +166,18 @@ class RollbackService:
         finally:
             self._cause, self._handed = None, []
 
-    def sample(self, envelope: Envelope, now: datetime) -> list[Envelope]:
+    def sample(self, envelope: Envelope, now: datetime,
+               payload: MetricSample | None = None) -> list[Envelope]:
         """A metric sample this service owns (not a permit's), not recorded yet: judged, and
         recorded only when it matters (the fast path, docs/rollback.md §6) -- when it changed
         a window beyond the time of its newest sample (every crossing sample, the first
         healthy one after a run, re-arming, baselines), when it decided something, or as the
-        key's heartbeat every SAMPLE_HEARTBEAT_SECONDS. Returns what was recorded."""
-        payload = parse_payload("metric.sample", envelope.payload)
-        assert isinstance(payload, MetricSample)
+        key's heartbeat every SAMPLE_HEARTBEAT_SECONDS. Returns what was recorded.
+        `payload`: the envelope's payload already validated (the metrics reader's)."""
+        if payload is None:
+            parsed = parse_payload("metric.sample", envelope.payload)
+            assert isinstance(parsed, MetricSample)
+            payload = parsed
         self._cause, self._handed = envelope, []
         try:
             keep, decisions = self._judge(payload, now)
@@ -195,12 +199,10 @@ class RollbackService:
         state refuses: unknown rollback, not commanded yet, out of order, a second copy of a
         stage, after verification. None when it may be taken, and for a redelivery of one
         already taken (handled as a no-op)."""
-        if envelope.type == "rollback.stage_reported":
-            body = envelope.payload
-        elif envelope.type == "rollback.event" and \
-                envelope.payload.get("stage") in ("commanded", *EXECUTOR_STAGES):
-            body = envelope.payload
-        else:
+        body = envelope.payload
+        if envelope.type != "rollback.stage_reported" and not (
+                envelope.type == "rollback.event"
+                and body.get("stage") in ("commanded", *EXECUTOR_STAGES)):
             return None
         rollback_id = str(body.get("rollback_id"))
         record = self.tracker.records.get(rollback_id)

@@ -129,7 +129,7 @@ def test_a_report_whose_stage_event_was_lost_is_completed_on_redelivery():
 
 
 def test_not_commanded_rollback_refuses_executor_stages():
-    pipe, recorder = new_pipeline()
+    pipe, _ = new_pipeline()
     alert = {"key": KEY, "source": "alertmanager",
              "alert": {"status": "firing", "fingerprint": "f1", "startsAt": format_time(T0),
                        "labels": {"alertname": "Conversion", "deployment": KEY,

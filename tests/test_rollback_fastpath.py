@@ -80,3 +80,47 @@ def test_a_restart_anywhere_decides_what_the_live_run_decided(seed):
     assert live[0], "the series should fire at least once"
     for cut in range(1, len(values), 7):
         assert _run(values, 5.0, cut) == live, cut
+
+
+def test_the_metrics_readers_fast_path_records_what_the_general_path_records():
+    """streams.metrics_intake.fast_sample + RollbackService.sample == Pipeline.handle_raw."""
+    import json
+
+    from streams.metrics_intake import fast_sample
+
+    values = [0.001] * 30 + [0.03] * 30 + [0.001] * 70
+    raws = [json.dumps(sample(n, v, every=5.0).to_record()).encode()
+            for n, v in enumerate(values)]
+    general, first = new_pipeline()
+    for raw in raws:
+        general.handle_raw(raw, "test", T0)
+    fast, second = new_pipeline()
+    for raw in raws:
+        found = fast_sample(fast.permits.permits, raw)
+        assert found is not None
+        fast.rollbacks.sample(found[0], T0, found[1])
+    assert [e.event_id for e in second.events] == [e.event_id for e in first.events]
+    assert any(e.type == "rollback.event" for e in first.events)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"type": "metric.sample", "payload": {"key": 1}}',  # bad payload: rejected elsewhere
+    b'{"type": "metric.sample"',  # not JSON
+    b'{"key": "deploy-1", "metric": "error_rate"}',  # a bare document
+    b'{"type": "alert.received", "payload": {}}',
+    b"",
+])
+def test_the_fast_path_leaves_everything_else_to_the_general_path(raw):
+    from streams.metrics_intake import fast_sample
+
+    assert fast_sample({}, raw) is None
+
+
+def test_the_fast_path_leaves_permit_keys_to_the_permit_service():
+    import json
+
+    from streams.metrics_intake import fast_sample
+
+    raw = json.dumps(sample(0, 0.5, key="permit-9").to_record()).encode()
+    assert fast_sample({"permit-9": object()}, raw) is None
+    assert fast_sample({}, raw) is not None

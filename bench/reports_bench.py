@@ -12,7 +12,9 @@ Two parts, each with a baseline measured in the same run (these machines are noi
    (no approval, late approval, self-approval, violation, no rollback plan); an emergency
    override a day, 9 in 10 reviewed; a post-execution review per 50 changes; an erasure a
    week. Each framework's report is then built from it (`reports.build_report`, no ledger,
-   so no proofs: there is no ledger behind synthetic rows) and rendered as JSON, for one
+   so no proofs: there is no ledger behind synthetic rows) with its JSON as the CLI writes,
+   signs and registers it (`ReportContext.want_json`: the lines and entries as the JSON text
+   DuckDB built), for one
    month, one quarter and the whole year. Baseline: one full scan of two columns of
    `events` (`SELECT max(leaf_hash), count(DISTINCT type) FROM events`).
 

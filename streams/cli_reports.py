@@ -297,9 +297,14 @@ def _say(document: dict[str, Any], out: str | None) -> None:
     consistency = document.get("consistency") or {}
     verdict = {True: "verified", False: "FAILED", None: "n/a (first report)"}[
         consistency.get("verified")] if consistency else "n/a (not registered)"
+    signature = document.get("signature") or {}
+    where = signature.get("ledger") or {}
+    signed = (f"signed by key {signature['key_id']}" + (
+        f", recorded in the ledger at p{where['partition']}#{where['index']}" if where else
+        ", not recorded in the ledger")) if signature else "not signed"
     print(f"report {document['report_id']}: {document['population']['count']} changes, "
           f"{document['exceptions']['count']} exceptions, sample {document['sample']['size']}"
-          f"; consistency with the previous report: {verdict}"
+          f"; consistency with the previous report: {verdict}; {signed}"
           + (f"; written to {out}" if out else ""), file=sys.stderr)
 
 

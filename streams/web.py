@@ -1,5 +1,7 @@
 """The HTTP API: one aiohttp application factory, served by `certify serve` (embedded mode) and
-mounted in the Faust worker's web server (Kafka mode).
+mounted in the Faust worker's web server (Kafka mode: streams/worker_web.py, whose service
+produces each write onto its inbound topic and answers once the worker handled it; the
+handlers here await writes with `_done`).
 
 Routes (JSON in, JSON out; docs/permits.md has the bodies):
 

@@ -175,6 +175,12 @@ async def test_the_api_on_the_worker_port_writes_through_the_topics(kafka_bootst
         status, _, report = await call(runtime, "POST", "/reports", {"framework": "soc2"})
         assert status == 501 and report["error"]["code"] == "reports.not_here"
 
+        # the dashboard's page is served; its DuckDB data needs the worker's snapshot
+        async with runtime.session.get(runtime.url + "/dashboard/") as page:
+            assert page.status == 200 and page.content_type == "text/html"
+        status, _, no_data = await call(runtime, "GET", "/metrics")
+        assert status == 503 and no_data["error"]["code"] == "dashboard.no_data", no_data
+
         # Faust's own endpoints are still Faust's
         status, _, index = await call(runtime, "GET", "/")
         assert status == 200 and not (isinstance(index, dict) and "error" in index)

@@ -43,6 +43,10 @@ CUSTOMER_LABELS = {
 }
 
 
+_PAYLOAD_LISTS = ("hard_blocks", "approver_roles", "required_artefacts", "audit_fields",
+                  "compliance_frameworks", "uncertainties")
+
+
 @dataclass(frozen=True)
 class Decision:
     """The decision event payload plus what only the CLI/HTTP answer shows.
@@ -69,6 +73,17 @@ class Decision:
             **payload,
             "factors": [FactorScore.model_construct(**f) for f in payload["factors"]],
             "minimums": [MinimumTriggered.model_construct(**m) for m in payload["minimums"]]})
+
+    def payload_json(self) -> dict[str, Any]:
+        """`decided.model_dump(mode="json")` without the models: a fresh copy of the payload
+        (no list shared with this decision or a remembered one), equal to it (golden test)."""
+        p = self.payload
+        copy = dict(p)
+        copy["factors"] = [{**f, "evidence": list(f["evidence"])} for f in p["factors"]]
+        copy["minimums"] = [{**m, "evidence": list(m["evidence"])} for m in p["minimums"]]
+        for name in _PAYLOAD_LISTS:
+            copy[name] = list(p[name])
+        return copy
 
     @property
     def explanation(self) -> list[str]:
@@ -508,7 +523,7 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
             days = t.compliance[name].retention_days
             if days > retention:
                 retention = days
-    retention_class = t.retention_class.get(retention, f"retain-{retention}d")
+    retention_class = t.retention_class.get(retention) or f"retain-{retention}d"
     hard_blocks = _hard_blocks(t, findings, sensitive_found, minimums)
     permit_type = at_level.permit_type
     if permit_type and level >= 3 and "data_deletion" in findings.operations:

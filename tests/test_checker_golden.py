@@ -82,14 +82,19 @@ def test_corpus_covers_every_level_environment_and_error(golden):
 
 
 def test_every_payload_built_without_validation_is_valid(golden):
-    """The hot path skips validating its own payload: prove each one of the corpus valid."""
+    """The hot path skips validating its own payload: prove each one of the corpus valid, and
+    its plain-data copy the same as the model's JSON dump, field for field and type for type."""
     policy = default_policy()
     for task in golden["tasks"][::5]:
         try:
-            payload = decide(task, policy, memo=False).decided.model_dump(mode="json")
+            decision = decide(task, policy, memo=False)
         except InputError:
             continue
+        payload = decision.decided.model_dump(mode="json")
         assert CertificationDecided.model_validate(payload).model_dump(mode="json") == payload
+        plain = decision.payload_json()
+        assert json.dumps(plain) == json.dumps(payload)
+        assert json.dumps(decision.payload) == json.dumps(payload)
 
 
 def test_facts_findings_and_decisions_carry_every_field():
@@ -104,3 +109,18 @@ def test_facts_findings_and_decisions_carry_every_field():
                  *decision.findings.environment.signals, reused, reused.facts):
         assert set(vars(made)) == {f.name for f in fields(made)}, type(made).__name__
     assert reused.decided.task_id == reused.facts.task_id == "another-id"
+
+
+def test_the_plain_payload_is_a_copy_not_a_view():
+    decision = decide({"task": "Purge old rows", "environment": "production",
+                       "operations": ["data_deletion"], "compliance": ["SOX"]},
+                      default_policy(), memo=False)
+    before = json.dumps(decision.payload)
+    copy = decision.payload_json()
+    for value in copy.values():
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    item["evidence"].append("changed")
+            value.append("changed")
+    assert json.dumps(decision.payload) == before

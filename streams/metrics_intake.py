@@ -95,7 +95,11 @@ class MetricsReader:
                 runtime.inbound += 1
                 fast = fast_sample(handlers.permits.permits, record.value)
                 if fast is not None:
-                    owned.sample(fast[0], runtime.clock(), fast[1])
+                    events = owned.sample(fast[0], runtime.clock(), fast[1])
+                    if handlers.on_request is not None and record.headers:
+                        from streams.worker_web import answer  # an HTTP request may await it
+
+                        answer(handlers, record.headers, events)
                     continue
                 _, letter = handle_record(
                     runtime.handlers, record.value, key=record.key, headers=record.headers,

@@ -14,8 +14,9 @@ on the worker's loop: `web_in_thread` is off), so a read never sees half an even
 Writes keep the ledger's one writer and each partition's order: the HTTP API never records.
 A write becomes the inbound record `certify produce` would send (the envelope, or a task's
 bytes), keyed by subject, onto its inbound topic, with the header certify-request-id; the
-agents handle it like any other record, and `streams.agents.handle_record` hands its outcome to
-`KafkaService.answered` (the Pipeline's `on_request` hook), which resolves the request's
+agents handle it like any other record, and `streams.agents.handle_record` (or the metrics
+reader's fast path, through `answer`) hands its outcome to `KafkaService.answered` (the
+Pipeline's `on_request` hook), which resolves the request's
 future. The handler then answers what embedded mode answers (the same code in streams/web.py,
 awaiting `_done`). No answer within CERTIFY_HTTP_WAIT_S (10 s) -> 504 `kafka.timeout` (the
 record is on its topic and will be handled: look the permit or decision up later); the
@@ -126,6 +127,14 @@ def edge_refusal(handlers: Handlers, raw: bytes, source: str, headers: Any, now:
                                                      attempt=attempt[:40])
             return Outcome(result.events, refusal=result.refusal, result=result)
     return handlers.reject(raw, source, InputError(code, message), now)
+
+
+def answer(handlers: Handlers, headers: Any, events: list[Envelope]) -> None:
+    """The metrics reader's fast path (streams/metrics_intake.py: a sample the rollback service
+    judges without `handle_record`) tells an awaiting HTTP request what it recorded."""
+    request_id = header(headers, H_REQUEST)
+    if request_id is not None and handlers.on_request is not None:
+        handlers.on_request(request_id, Outcome(events))
 
 
 # ---- the HTTP side ----------------------------------------------------------------------------

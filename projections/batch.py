@@ -156,6 +156,10 @@ class BlockBatch:
     blocks: list[Block] = field(default_factory=list)
     next_index: dict[int, int] = field(default_factory=dict)
     size: int = 0
+    # Made by `prepared()` ahead of the write (see projector.prefetched).
+    arrow: pa.Table | None = field(default=None, repr=False)
+    checkpoint_rows: pa.Table | None = field(default=None, repr=False)
+    ready: bool = False
 
     def __len__(self) -> int:
         return self.size
@@ -166,12 +170,22 @@ class BlockBatch:
         if block.next_index is not None:
             self.next_index[block.partition] = block.next_index
 
+    def prepared(self) -> BlockBatch:
+        """Make the Arrow tables now (on the reading thread); a refusal waits for `to_arrow`."""
+        try:
+            self.arrow = blocks_to_arrow(self.blocks)
+        except pa.ArrowInvalid:
+            self.arrow = None
+        self.checkpoint_rows = checkpoints_to_arrow(self.blocks)
+        self.ready = True
+        return self
+
     def to_arrow(self) -> pa.Table:
         """RAW_SCHEMA; raises `pa.ArrowInvalid` when an event's bytes are not UTF-8."""
-        return blocks_to_arrow(self.blocks)
+        return self.arrow if self.arrow is not None else blocks_to_arrow(self.blocks)
 
     def checkpoints(self) -> pa.Table | None:
-        return checkpoints_to_arrow(self.blocks)
+        return self.checkpoint_rows if self.ready else checkpoints_to_arrow(self.blocks)
 
     @property
     def rows(self) -> list[tuple[int, int, bytes, bytes]]:

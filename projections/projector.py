@@ -10,13 +10,15 @@ batch by a window); there is no UNIQUE index behind it (see schema.py).
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from queue import Queue
 from types import TracebackType
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import duckdb
 import pyarrow as pa
@@ -38,6 +40,8 @@ DEFAULT_BATCH_SIZE = 131_072
 # batch whose stored bytes are not UTF-8.
 DATA_ERRORS = (duckdb.ConversionException, duckdb.InvalidInputException,
                duckdb.ConstraintException, duckdb.OutOfRangeException, pa.ArrowInvalid)
+
+T = TypeVar("T")
 
 _KNOWN = ", ".join(f"'{name}'" for name in PROJECTORS)
 STAGE_SQL = f"""
@@ -199,6 +203,14 @@ class Projector:
         return self._finish(stats, started)
 
     def _catch_up_blocks(self, positions: dict[int, int], stats: ProjectionStats) -> None:
+        # The next batch is read (and made into Arrow) on another thread while DuckDB, which
+        # lets go of the GIL, writes this one: reading and writing overlap on two cores.
+        for batch in prefetched(self._block_batches(positions)):
+            self._commit(batch, stats)
+
+    def _block_batches(self, positions: dict[int, int]) -> Iterator[BlockBatch]:
+        """Batches of exactly `batch_size` entries (the last one smaller, or holding only the
+        checkpoints signed since the last catch-up), each already made into Arrow."""
         source = cast(BlockSource, self.source)
         size = self.batch_size
         batch = BlockBatch()
@@ -213,10 +225,10 @@ class Projector:
                         head, rest = rest, None
                     batch.add(head)
                     if len(batch) >= size:
-                        self._commit(batch, stats)
+                        yield batch.prepared()
                         batch = BlockBatch()
         if batch.blocks:
-            self._commit(batch, stats)  # the last entries, or checkpoints signed since
+            yield batch.prepared()
 
     def _catch_up_raw(self, positions: dict[int, int], stats: ProjectionStats) -> None:
         source = cast(RawSource, self.source)
@@ -409,6 +421,50 @@ class Projector:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self.close()
+
+
+_DONE = object()
+
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """`items`, each produced on a helper thread while the consumer works on the one before
+    (never more than two in memory). An exception in the producer is raised here, after the
+    items produced before it; when the consumer stops early, so does the producer."""
+    done: Queue[tuple[Any, BaseException | None]] = Queue()
+    room = threading.Semaphore(1)  # the producer starts an item once the last one was taken
+    stop = threading.Event()
+
+    def produce() -> None:
+        iterator = iter(items)
+        while True:
+            room.acquire()
+            if stop.is_set():
+                return
+            try:
+                item = next(iterator)
+            except StopIteration:
+                done.put((_DONE, None))
+                return
+            except BaseException as error:  # noqa: BLE001 - handed over to the consumer
+                done.put((_DONE, error))
+                return
+            done.put((item, None))
+
+    thread = threading.Thread(target=produce, name="projections-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = done.get()
+            room.release()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        room.release()
+        thread.join()
 
 
 def _project(con: duckdb.DuckDBPyConnection, projections: list[Projection]) -> None:

@@ -31,6 +31,7 @@ from projections import (
     project,
     rebuild,
 )
+from projections.projector import prefetched
 from projections.schema import PROJECTED_TABLES
 from projections.source import LedgerDirectory
 
@@ -681,6 +682,34 @@ def test_a_crash_leaves_whole_batches_and_catch_up_resumes(tmp_path: Path, db: P
     fresh = tmp_path / "fresh.duckdb"
     project(ledger_dir, fresh)
     assert snapshot(db) == snapshot(fresh)
+
+
+def test_the_reader_thread_hands_over_in_order_then_its_error() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise Crash
+
+    got = []
+    with pytest.raises(Crash):
+        for item in prefetched(items()):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_the_reader_thread_stays_one_item_ahead_and_stops_with_the_consumer() -> None:
+    made: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(100):
+            made.append(i)
+            yield i
+
+    for item in prefetched(items()):
+        assert len(made) <= item + 2  # the item in hand and at most the next one
+        if item == 3:
+            break
+    assert made == [0, 1, 2, 3, 4] or made == [0, 1, 2, 3]
 
 
 def test_a_failing_statement_rolls_the_whole_batch_back(ledger_dir: Path, db: Path,

@@ -295,6 +295,17 @@ async def worker(bootstrap: str, spec: dict[str, Any], directory: Path) -> dict[
                       on_fatal=lambda error: sys.exit(f"fatal: {error!r}"))
     gc.collect()
     gc.freeze()  # as `certify worker` does once its state is loaded (streams/cli_kafka.py)
+    handled: dict[str, float] = {}  # key -> when the worker judged its completing sample
+    judge = runtime.handlers.rollbacks.sample
+
+    def timed(envelope: Any, now: Any, payload: Any = None) -> Any:
+        out = judge(envelope, now, payload)
+        if any(e.type == "rollback.event" and e.payload.get("stage") == "triggered"
+               for e in out):
+            handled.setdefault(envelope.subject, time.time())
+        return out
+
+    runtime.handlers.rollbacks.sample = timed  # type: ignore[method-assign]
     app = build_app(config)
     install_agents(app, runtime)
     assigned = asyncio.Event()
@@ -308,12 +319,15 @@ async def worker(bootstrap: str, spec: dict[str, Any], directory: Path) -> dict[
     try:
         await asyncio.wait_for(assigned.wait(), 60)
         names = config.topics
+        cpu = time.process_time()
         result = await run_load({**spec, "topic": names["metrics"],
                                  "observe": names["rollbacks"], "mode": "worker"})
         deadline = time.time() + 120
         while runtime.inbound < result["count"] and time.time() < deadline:
             await asyncio.sleep(0.05)
         result["drained_at"] = time.time()
+        result["cpu_s"] = time.process_time() - cpu  # this process: the worker (and idle waits)
+        result["judged"] = dict(handled)
         result["handled"] = runtime.inbound
         result["recorded"] = runtime.writer.appended
         result["samples_recorded"] = sum(
@@ -378,6 +392,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  worker recorded {result['samples_recorded']:,} of {result['count']:,} samples"
               f" ({result['recorded']:,} ledger entries in all); producer at most "
               f"{result['max_behind_s']:.2f} s behind its schedule")
+        judged, sent, seen = result["judged"], result["sent"], result["seen"]
+        inside = [(judged[k] - sent[k]) * 1000 for k in sent if k in judged]
+        after = [(seen[k] - judged[k]) * 1000 for k in seen if k in judged]
+        print("  of which: sent -> judged by the worker (Kafka in, queue, handlers) "
+              "{:.0f} / {:.0f} / {:.0f} / {:.0f}; judged -> seen on the topic {:.0f} / {:.0f} / "
+              "{:.0f} / {:.0f}".format(*percentiles(inside), *percentiles(after)))
+        wall = result["drained_at"] - result["started"]
+        print(f"  worker process CPU {result['cpu_s']:.1f} s in {wall:.1f} s "
+              f"({result['cpu_s'] / wall:.0%} of a core; "
+              f"{result['cpu_s'] / result['count'] * 1e6:.0f} µs per sample; the projector "
+              "process and the load process not included)")
         print(f"  target: p99 < {TARGET_P99_MS:.0f} ms at {args.rate:,} samples/s: "
               f"{'met' if p99 < TARGET_P99_MS else 'NOT met'}")
 

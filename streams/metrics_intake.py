@@ -19,16 +19,17 @@ id, as for the agents.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
-from events import MAX_EVENT_BYTES, InputError, parse_event
+from events import MAX_EVENT_BYTES, Envelope, InputError
+from events.registry import parse_payload
 from streams.topics import MAX_MESSAGE_BYTES, METRICS
 
 log = logging.getLogger("certify.worker")
 STOP_TIMEOUT_S = 30.0
-MAX_IN_FLIGHT = 4  # batches judged and sent whose offsets are not committed yet
+MAX_IN_FLIGHT = 8  # batches handed to the producer, not yet acknowledged by Kafka
+COMMIT_EVERY_S = 0.5  # offsets acknowledged are committed at most this often
 
 
 def fast_sample(permits: Any, raw: bytes | None) -> tuple[Any, Any] | None:
@@ -39,12 +40,11 @@ def fast_sample(permits: Any, raw: bytes | None) -> tuple[Any, Any] | None:
     included. Same outcome as the general path, without its second validation."""
     if not raw or b'"metric.sample"' not in raw or len(raw) > MAX_EVENT_BYTES:
         return None
-    try:
-        document = json.loads(raw.decode("utf-8"))
-        if not isinstance(document, dict) or document.get("type") != "metric.sample" or \
-                "payload" not in document:
+    try:  # (pydantic's own JSON parser: one pass, no intermediate dict of the envelope)
+        envelope = Envelope.model_validate_json(raw)
+        if envelope.type != "metric.sample":
             return None
-        envelope, payload = parse_event(document)
+        payload = parse_payload(envelope.type, envelope.payload)
     except (ValueError, InputError):
         return None  # the general path says why
     if getattr(payload, "key", None) in permits:
@@ -58,7 +58,10 @@ class MetricsReader:
         self._stopping = False
         self._finished: asyncio.Event | None = None
         self.batches = 0
-        self._commits: list[asyncio.Future[None]] = []  # in batch order
+        # (Kafka's acknowledgement of a batch's messages, its next offsets), in batch order
+        self._unacked: list[tuple[asyncio.Future[Any], dict[Any, int]]] = []
+        self._acked: dict[Any, int] = {}  # offsets acknowledged, not committed yet
+        self._next_commit = 0.0
 
     async def run(self) -> None:
         from aiokafka import AIOKafkaConsumer
@@ -77,7 +80,9 @@ class MetricsReader:
                 batch = await consumer.getmany(timeout_ms=100, max_records=config.batch_size)
                 if batch:
                     await self.runtime.guarded(self._batch(consumer, batch))
-            await self.runtime.guarded(self._drain())
+                elif self._unacked or self._acked:
+                    await self.runtime.guarded(self._settle(consumer))
+            await self.runtime.guarded(self._settle(consumer, everything=True))
         finally:
             try:
                 await consumer.stop()
@@ -96,6 +101,9 @@ class MetricsReader:
                 fast = fast_sample(handlers.permits.permits, record.value)
                 if fast is not None:
                     events = owned.sample(fast[0], runtime.clock(), fast[1])
+                    if any(e.type != "metric.sample" for e in events):
+                        # a decision: on its topic now, not at the end of the batch
+                        await runtime.send([])
                     if handlers.on_request is not None and record.headers:
                         from streams.worker_web import answer  # an HTTP request may await it
 
@@ -108,33 +116,25 @@ class MetricsReader:
                 if letter is not None:
                     runtime.rejected += 1
                     letters.append(letter)
-        # In the ledger now; handed to the producer. The offsets are committed once Kafka has
-        # acknowledged the batch's messages (and every earlier batch's commit is done), while
-        # the next batch is already being judged: at most MAX_IN_FLIGHT batches unacknowledged.
+        # In the ledger now; handed to the producer. Its offsets are committed once Kafka has
+        # acknowledged its messages (and every earlier batch's), at most every COMMIT_EVERY_S:
+        # meanwhile the next batches are judged (at most MAX_IN_FLIGHT unacknowledged).
         acked = await runtime.send(letters)
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-        commit = asyncio.ensure_future(
-            self._commit(consumer, acked, offsets, self._commits[-1] if self._commits else None))
-        commit.add_done_callback(self._failed)
-        self._commits.append(commit)
+        self._unacked.append((acked, {tp: rs[-1].offset + 1 for tp, rs in batch.items()}))
         self.batches += 1
-        while len(self._commits) > MAX_IN_FLIGHT:
-            await self._commits.pop(0)
+        await self._settle(consumer)
 
-    async def _commit(self, consumer: Any, acked: asyncio.Future[None],
-                      offsets: dict[Any, int], previous: asyncio.Future[None] | None) -> None:
-        await acked  # a failed send raises here: fatal, nothing of the batch is committed
-        if previous is not None:
-            await previous
-        await consumer.commit(offsets)
-
-    def _failed(self, commit: asyncio.Future[None]) -> None:
-        if not commit.cancelled() and commit.exception() is not None:
-            self.runtime.on_fatal(commit.exception())  # never ack past what Kafka did not take
-
-    async def _drain(self) -> None:
-        while self._commits:
-            await self._commits.pop(0)
+    async def _settle(self, consumer: Any, *, everything: bool = False) -> None:
+        while self._unacked and (everything or self._unacked[0][0].done()
+                                 or len(self._unacked) > MAX_IN_FLIGHT):
+            acked, offsets = self._unacked.pop(0)
+            await acked  # a failed send raises: fatal (guarded), nothing of it committed
+            self._acked.update(offsets)
+        now = asyncio.get_running_loop().time()
+        if self._acked and (everything or now >= self._next_commit):
+            offsets, self._acked = self._acked, {}
+            self._next_commit = now + COMMIT_EVERY_S
+            await consumer.commit(offsets)
 
     async def stop(self) -> None:
         """Finish the batch in hand (its messages sent, its offsets committed), then stop."""

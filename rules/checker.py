@@ -495,7 +495,7 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
     sensitive_found = sensitive(findings) if findings.data else []
     minimums = _minimums(policy, t, facts, findings, sensitive_found)
     highest_minimum = max([m["level"] for m in minimums], default=0)
-    level = band_level if band_level > highest_minimum else highest_minimum
+    level = max(band_level, highest_minimum)
     level_rule = f"max(score band L{band_level}, minimums L{highest_minimum})"
     if findings.read_only and level == 2 and band_level == 2 and highest_minimum <= 1 \
             and findings.environment.environment in ("production", "staging"):
@@ -520,9 +520,7 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
         artefacts += [a for name in frameworks
                       for a in t.compliance[name].required_artefacts if a not in artefacts]
         for name in frameworks:  # C-9: the longest retention that applies
-            days = t.compliance[name].retention_days
-            if days > retention:
-                retention = days
+            retention = max(retention, t.compliance[name].retention_days)
     retention_class = t.retention_class.get(retention) or f"retain-{retention}d"
     hard_blocks = _hard_blocks(t, findings, sensitive_found, minimums)
     permit_type = at_level.permit_type

@@ -180,12 +180,17 @@ class TextPlan:
     """Every regex search over a task's free text, each behind the literals it requires.
 
     One pass of substring tests finds which literals occur; a search is run only when one of
-    its literals occurred (or when it has none). A pattern cannot match where its required
-    literal is absent, so the answers are the bare regexes' answers.
+    its literals occurred in the text it searches (or when it has none). A pattern cannot
+    match where its required literal is absent, so the answers are the bare regexes' answers.
+    The operation searches read the free text followed by the operation names; all others
+    read the free text alone.
     """
 
-    literals: tuple[str, ...]
-    opens: dict[str, tuple[str, ...]]  # literal -> the searches it opens
+    text_literals: tuple[str, ...]  # required by the searches of the free text
+    operation_literals: tuple[str, ...]  # required by the searches of the operations text
+    all_literals: tuple[str, ...]  # both, for a task whose two texts are one
+    opens: dict[str, tuple[str, ...]]  # literal -> the free-text searches it opens
+    opens_operations: dict[str, tuple[str, ...]]  # literal -> the operation searches it opens
     always: frozenset[str]  # searches without a required literal: always run
     regex: dict[str, Any]  # search -> compiled pattern
     environment_searches: tuple[tuple[str, str], ...]  # (environment, search), policy order
@@ -195,11 +200,21 @@ class TextPlan:
     environment_search_set: frozenset[str]  # the searches of environment_searches
     framework_search_set: frozenset[str]
 
-    def opened_by(self, text: str) -> set[str]:
-        """The searches worth running over `text` (lower-case), or over any part of it."""
+    def opened_by(self, text: str, operations_text: str | None = None) -> set[str]:
+        """The searches worth running: over `text` (lower-case) and, for the operation
+        searches, over `operations_text` (the same text when None)."""
         opened = set(self.always)
-        for searches in [self.opens[literal] for literal in self.literals if literal in text]:
-            opened.update(searches)
+        opens, opens_operations = self.opens, self.opens_operations
+        if operations_text is None or operations_text == text:
+            for literal in [literal for literal in self.all_literals if literal in text]:
+                opened.update(opens.get(literal, ()))
+                opened.update(opens_operations.get(literal, ()))
+            return opened
+        for literal in [literal for literal in self.text_literals if literal in text]:
+            opened.update(opens[literal])
+        for literal in [literal for literal in self.operation_literals
+                        if literal in operations_text]:
+            opened.update(opens_operations[literal])
         return opened
 
 
@@ -236,13 +251,19 @@ def _build_plan(policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]
     for name, rx in framework_text.items():
         gated[f"framework.{name}"] = (rx, _keyword_literals(rx))
         frameworks.append((name, f"framework.{name}"))
+    operation_search_names = set(operations.values())
     opens: dict[str, list[str]] = {}
+    opens_operations: dict[str, list[str]] = {}
     for search, (_, literals) in gated.items():
+        table = opens_operations if search in operation_search_names else opens
         for literal in literals or ():
-            opens.setdefault(literal, []).append(search)
+            table.setdefault(literal, []).append(search)
     return TextPlan(
-        literals=tuple(sorted(opens)),
+        text_literals=tuple(sorted(opens)), operation_literals=tuple(sorted(opens_operations)),
+        all_literals=tuple(sorted(opens.keys() | opens_operations.keys())),
         opens={literal: tuple(searches) for literal, searches in opens.items()},
+        opens_operations={literal: tuple(searches)
+                          for literal, searches in opens_operations.items()},
         always=frozenset(search for search, (_, literals) in gated.items() if literals is None),
         regex={search: rx for search, (rx, _) in gated.items()},
         environment_searches=environment, data_searches=data, operation_searches=operations,
@@ -300,11 +321,8 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
     notes: list[str] = []
     operations_text = (" \n".join([facts.text, *(o.lower() for o in facts.operations)])
                        if facts.operations else facts.text)
-    # Literals found in the operations text, which starts with the free text: a superset of
-    # those in the free text, so a pattern searched over either is skipped only when it
-    # cannot match.
     plan = text_plan(policy, framework_text)
-    opened = plan.opened_by(operations_text)
+    opened = plan.opened_by(facts.text, operations_text)
     environment = detect_environment(facts, policy, (plan, opened))
 
     data_names = [normalise_name(d) for d in facts.data_types]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
 from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from events import InputError

@@ -356,7 +356,8 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
     impact = policy.impact
     customer_facing = []
     system_wide = []
-    for item in [*facts.services, *facts.components]:
+    named = [*facts.services, *facts.components] if facts.services or facts.components else ()
+    for item in named:
         if impact.customer_facing_rx is not None and impact.customer_facing_rx.search(item):
             customer_facing.append(f"service '{item}'")
         if impact.system_wide_rx is not None and impact.system_wide_rx.search(item):

@@ -251,6 +251,8 @@ def read_task(task: Any, task_id: str | None = None) -> TaskFacts:
                             lists[attribute] = [value]
                         else:
                             found.append(value)
+                elif value.__class__ is list and all(item.__class__ is str for item in value):
+                    lists.setdefault(attribute, []).extend(value)  # what _strings would return
                 else:
                     lists.setdefault(attribute, []).extend(_strings(value, path))
         elif kind == "label":

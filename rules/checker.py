@@ -533,7 +533,7 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
         "worker_type": "non-union" if level == 0 else "union",
         "level": level, "score": score, "score_level": band_level, "risk_level": risk_level,
         "factors": factors, "minimums": minimums,
-        "hard_blocks": [b["rule"] for b in hard_blocks],
+        "hard_blocks": [b["rule"] for b in hard_blocks] if hard_blocks else [],
         "approvals_required": at_level.approvals_required, "approver_roles": roles,
         "approval_time_limit_hours": at_level.approval_time_limit_hours,
         "change_advisory_board": at_level.change_advisory_board,

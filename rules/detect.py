@@ -325,16 +325,16 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
     opened = plan.opened_by(facts.text, operations_text)
     environment = detect_environment(facts, policy, (plan, opened))
 
-    data_names = [normalise_name(d) for d in facts.data_types]
+    data_names = [normalise_name(d) for d in facts.data_types] if facts.data_types else []
     data = _match_categories(policy.data, policy.data_name_index, facts.data_types, data_names,
                              facts.text, plan.data_searches, plan, opened)
     known = policy.known_data_names
     unknown_data = [d for d, name in zip(facts.data_types, data_names, strict=True)
-                    if name not in known]
+                    if name not in known] if data_names else []
     if unknown_data:
         notes.append(f"data types not recognised: {', '.join(unknown_data)}; scored as internal")
 
-    operation_names = [normalise_name(o) for o in facts.operations]
+    operation_names = [normalise_name(o) for o in facts.operations] if facts.operations else []
     operations = _match_categories(policy.operations, policy.operation_name_index,
                                    facts.operations, operation_names, operations_text,
                                    plan.operation_searches, plan, opened)
@@ -349,7 +349,7 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
 
     deploy_names = policy.deploy.name_set
     deploys = [o for o, name in zip(facts.operations, operation_names, strict=True)
-               if name in deploy_names]
+               if name in deploy_names] if operation_names else []
     if "deploy" in opened and (m := plan.regex["deploy"].search(facts.text)):
         deploys.append(f"text '{m.group(0)}'")
 

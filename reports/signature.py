@@ -66,13 +66,19 @@ def dumps(document: dict[str, Any],
         token = f"raw-{secrets.token_hex(16)}"
         shallow[outer] = {**shallow[outer], inner: token}
         tokens[f'"{token}"'] = text
-    out = json.dumps(shallow, separators=(",", ":"), ensure_ascii=False, default=str)
-    for quoted, text in tokens.items():
-        before, found, after = out.partition(quoted)
-        if not found:
-            raise ValueError("raw JSON placeholder lost")
-        out = before + text + after
-    return out.encode()
+    # spliced as bytes: the small rest of the document may hold non-ASCII text, which would
+    # widen the big (ASCII) parts if they were joined as str
+    out = json.dumps(shallow, separators=(",", ":"), ensure_ascii=False,
+                     default=str).encode()
+    found = sorted((out.find(quoted.encode()), quoted) for quoted in tokens)
+    if any(at < 0 for at, _ in found):
+        raise ValueError("raw JSON placeholder lost")
+    pieces: list[bytes] = []
+    done = 0
+    for at, quoted in found:
+        pieces += [out[done:at], tokens[quoted].encode()]
+        done = at + len(quoted)
+    return b"".join([*pieces, out[done:]])
 
 
 def _b64(data: bytes) -> str:

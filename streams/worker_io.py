@@ -13,10 +13,23 @@ import json
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from pydantic_core import PydanticSerializationError
+from pydantic_core import to_json as _to_json
+
 from events import Envelope
 from streams.topics import MAX_MESSAGE_BYTES, TopicNames
 
 dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """A recorded event's JSON for Kafka and the projector: compact UTF-8, by pydantic-core's
+    encoder (~3x faster than json's; equal once parsed, floats may be spelled otherwise, e.g.
+    1e-7 for 1e-07). Anything it cannot encode goes through json."""
+    try:
+        return _to_json(record)
+    except (PydanticSerializationError, ValueError):
+        return dumps(record).encode()
 
 
 class Outgoing(NamedTuple):

@@ -14,13 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from events import Envelope
+from events import Envelope, format_time
 from ledger import Ledger, partition_for
 from ledger.layout import partition_dir
 from ledger.reader import iter_raw
-from streams.embedded import ledger_record
 from streams.topics import LEDGER, route
-from streams.worker_io import Outgoing, dumps
+from streams.worker_io import Outgoing, encode_record
 
 PARTITION_CACHE = 100_000  # subjects whose partition is remembered (murmur2 is pure Python)
 
@@ -44,6 +43,7 @@ class LedgerWriter:
         self.fresh: list[tuple[int, int, bytes, bytes]] | None = None
         self._out: list[Outgoing | _Stored] = []
         self._partition_of: dict[str, int] = {}
+        self._time: tuple[Any, str] = (None, "")  # the last occurred_at and its spelling
 
     def partition(self, subject: str) -> int:
         p = self._partition_of.get(subject)
@@ -57,7 +57,7 @@ class LedgerWriter:
     def record(self, event: Envelope) -> bool:
         """Append one event; False when the ledger already had its id (then its messages are
         sent again as the ledger kept them: the earlier run may have died before sending)."""
-        record = ledger_record(event)  # = event.to_record(), without a pydantic pass
+        record = self._record(event)
         subject = event.subject
         p = self.partition(subject)
         result = self.ledger.append(p, record)
@@ -70,7 +70,7 @@ class LedgerWriter:
         self.appended += 1
         if self.on_append is not None:
             self.on_append(p, result.index, record)
-        body = dumps(record).encode()  # once: ledger entry message, routed event, projector
+        body = encode_record(record)  # once: ledger entry message, routed event, projector
         if self.fresh is not None:
             self.fresh.append((p, result.index, result.leaf_hash, body))
         self._out.append(Outgoing(LEDGER, key, entry_value(p, result.index, result.leaf_hash,
@@ -78,6 +78,18 @@ class LedgerWriter:
         if routed is not None:
             self._out.append(Outgoing(routed, key, body, p))
         return True
+
+    def _record(self, event: Envelope) -> dict[str, Any]:
+        """`event.to_record()` without a pydantic pass (as streams.embedded.ledger_record; the
+        events of one record share their time, so its spelling is kept for the next one)."""
+        moment = event.occurred_at
+        if self._time[0] != moment:
+            self._time = (moment, format_time(moment))
+        return {"event_id": event.event_id, "type": event.type,
+                "schema_version": event.schema_version, "occurred_at": self._time[1],
+                "producer": event.producer, "subject": event.subject,
+                "correlation_id": event.correlation_id, "causation_id": event.causation_id,
+                "payload": event.payload}
 
     def take_fresh(self) -> list[tuple[int, int, bytes, bytes]]:
         """The entries appended since the last call (for the projector)."""

@@ -5,8 +5,10 @@
                <p>.decisions (each decision), <p>.permits / <p>.rollbacks (their events);
                bad input -> an input.rejected event in the ledger, and the original bytes on
                <p>.dead-letter with the reason in headers
-    intake     <p>.approvals, <p>.executions, <p>.metrics -> the same handlers (permit and
-               rollback services) -> the same outputs
+    intake     <p>.approvals, <p>.executions -> the same handlers (permit and rollback
+               services) -> the same outputs
+    metrics    <p>.metrics, read by a plain aiokafka consumer (streams/metrics_intake.py: no
+               Faust per-event cost at thousands of samples/s) -> the same handlers
     timers     permit deadlines/expiries/override ends (1 s), checkpoint signing
 
 The ledger writer is not an agent but part of this process (streams/worker_ledger.py): the

@@ -171,13 +171,16 @@ class BlockBatch:
             self.next_index[block.partition] = block.next_index
 
     def prepared(self) -> BlockBatch:
-        """Make the Arrow tables now (on the reading thread); a refusal waits for `to_arrow`."""
+        """Make the Arrow tables now (on the reading thread) and let go of the read buffers
+        (the table holds what they held); a refusal waits for `to_arrow`."""
         try:
             self.arrow = blocks_to_arrow(self.blocks)
         except pa.ArrowInvalid:
             self.arrow = None
         self.checkpoint_rows = checkpoints_to_arrow(self.blocks)
         self.ready = True
+        if self.arrow is not None:
+            self.blocks = []
         return self
 
     def to_arrow(self) -> pa.Table:
@@ -189,6 +192,9 @@ class BlockBatch:
 
     @property
     def rows(self) -> list[tuple[int, int, bytes, bytes]]:
+        if self.arrow is not None:
+            columns = [self.arrow[name].to_pylist() for name in RAW_SCHEMA.names]
+            return [(p, i, h, doc.encode()) for p, i, h, doc in zip(*columns, strict=True)]
         return [(block.partition, index, leaf_hash, body) for block in self.blocks
                 for index, leaf_hash, body in block.frames()]
 

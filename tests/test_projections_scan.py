@@ -13,6 +13,7 @@ from ledger import Ledger, LedgerError, SigningKey
 from ledger.layout import list_segments, partition_dir, read_frames
 from ledger.reader import iter_raw
 from ledger.scan import scan
+from projections.batch import BlockBatch
 
 SIGNER = SigningKey.generate("scan")
 
@@ -93,3 +94,16 @@ def test_a_damaged_frame_before_the_end_is_corrupt(tmp_path: Path, ledger_dir: P
     with pytest.raises(LedgerError) as caught:
         scanned(tmp_path, 0)
     assert caught.value.code == "ledger.corrupt"
+
+
+def test_a_prepared_batch_gives_back_the_same_rows(ledger_dir: Path) -> None:
+    """The careful path rebuilds rows from the Arrow table once the read buffers are gone."""
+    blocks = list(scan(partition_dir(ledger_dir, 0), 0, 4_000, max_entries=700))
+    batch, kept = BlockBatch(), BlockBatch()
+    for block in blocks:
+        batch.add(block)
+        kept.add(block)
+    expected = kept.rows
+    assert batch.prepared().blocks == []
+    assert batch.rows == expected
+    assert len(expected) == 5_001 and batch.next_index == {0: 9_001}

@@ -26,11 +26,11 @@ FROM secs GROUP BY level ORDER BY level;
 
 -- name: executions
 WITH fin AS (
-    SELECT execution_id, arg_max(status, 
+    SELECT execution_id, arg_max(status,
                epoch_us(occurred_at)::HUGEINT * 10000000000000 + ledger_index) AS status,
-           arg_max(permit_id, 
+           arg_max(permit_id,
                epoch_us(occurred_at)::HUGEINT * 10000000000000 + ledger_index) AS permit_id,
-           arg_max(task_id, 
+           arg_max(task_id,
                epoch_us(occurred_at)::HUGEINT * 10000000000000 + ledger_index) AS task_id
     FROM {t}executions
     WHERE occurred_at >= $start AND occurred_at < $end AND status IN ('completed', 'failed')

@@ -325,6 +325,10 @@ def _fold_run(state: WindowState, trigger: RollbackTrigger, at: datetime, readin
     crossed = crosses(trigger, reading, threshold)
     if crossed is None:
         return None, []
+    if not crossed and state.run_count == 0 and state.fired_at is None and \
+            state.healthy_since is not None and not state.no_data_reported:
+        # healthy on a healthy, armed window (the common case): only the newest time moves
+        return state.model_copy(update={"last_at": at}), []
     update: dict[str, Any] = {"last_at": at, "no_data_reported": False}
     if crossed:
         number = reading if not isinstance(reading, str) else None

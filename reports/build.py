@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from reports.evidence import (
     verify_checkpoint,
 )
 from reports.frameworks import EXCEPTIONS, Framework
+from reports.lazy import JSONDict, JSONList
 from reports.registry import Registry
 from reports.signature import Recorder, dumps, sign
 from reports.sqlfiles import named, run
@@ -81,6 +83,9 @@ class ReportContext:
     record: Recorder | None = None
     generated_by: str = ""
     want_json: bool = False  # make json_bytes even when neither signed nor registered
+    # lazy: the document's lines and entries stay JSON text until read (reports/lazy.py);
+    # write such a document with reports.render or reports.signature.dumps only
+    lazy: bool = False
     json_bytes: bytes | None = None  # out: the JSON rendering, as signed and registered
 
 
@@ -159,7 +164,11 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
     # The lines come whole from DuckDB (exception codes and sample ranks joined there); their
     # JSON text is kept to be written as it is (reports/signature.py dumps) unless changed here.
     lines_text: str | None = _text(con, "lines", "[]")
-    lines = json.loads(lines_text)
+    lines: list[dict[str, Any]]
+    if ctx.lazy and not signature_findings:
+        lines = JSONList(lines_text)  # parsed when (if) something reads it
+    else:
+        lines = json.loads(lines_text)
     if signature_findings:
         by_id = {line["change_id"]: line for line in lines}
         for item in signature_findings:
@@ -167,6 +176,7 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
                 line = by_id[item["change_id"]]
                 line["exceptions"] = sorted({*line["exceptions"], item["code"]})
         lines_text = None
+    count, digest, by_kind = _population(con)
 
     sections = _sections(con, fw, ctx, start, end, now, checkpoints, projected)
     document: dict[str, Any] = {
@@ -188,10 +198,9 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
         "checkpoints": cp_dicts,
         "consistency": None,
         "population": {
-            "count": len(lines),
-            "digest": hashlib.sha256("\n".join(sorted(x["change_id"] for x in lines)
-                                                 ).encode()).hexdigest(),
-            "by_kind": _count(x["kind"] for x in lines),
+            "count": count,
+            "digest": digest,
+            "by_kind": by_kind,
             "changes": lines,
         },
         "exceptions": {"count": len(exceptions), "by_code": _count(e["code"] for e in exceptions),
@@ -219,6 +228,15 @@ def _json(con: duckdb.DuckDBPyConnection, name: str) -> list[dict[str, Any]]:
     """One named query of sql/document.sql: a JSON list built inside DuckDB."""
     row = con.execute(named("document")[name]).fetchone()
     return json.loads(row[0]) if row and row[0] else []
+
+
+def _population(con: duckdb.DuckDBPyConnection) -> tuple[int, str, dict[str, int]]:
+    """count, digest (SHA-256 of the sorted change ids joined by newlines) and count by kind
+    of the population (DuckDB sorts VARCHAR by code point, as Python sorts str)."""
+    row = con.execute("SELECT count(*), coalesce(sha256(string_agg(change_id, chr(10) "
+                      "ORDER BY change_id)), sha256('')) FROM r_changes").fetchone()
+    kinds = con.execute("SELECT kind, count(*) FROM r_changes GROUP BY kind ORDER BY kind")
+    return int(row[0]), str(row[1]), {str(k): int(n) for k, n in kinds.fetchall()}  # type: ignore[index]
 
 
 def _text(con: duckdb.DuckDBPyConnection, name: str, empty: str) -> str:
@@ -366,10 +384,10 @@ def _ledger_info(ctx: ReportContext, cut: dict[int, int], projected: dict[int, i
 
 
 def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
-                   ctx: ReportContext, checkpoints: dict[int, SignedCheckpoint]) -> str | None:
+                   ctx: ReportContext, checkpoints: dict[int, SignedCheckpoint]) -> str:
     """Every ledger entry the report cites, once, with its inclusion proof (all of them, or
     only those of the tested lines: the sample and the exceptions). Returns the entries' JSON
-    text as DuckDB built it when no proof was added to it (else None)."""
+    text (as DuckDB built it, or with the proofs as `_entries_json` writes it)."""
     extra = [f"SELECT partition, ledger_index FROM {t}" for name, t in
              (("phi_access", "r_phi_access"), ("erasures", "r_erasures_in"))
              if name in document["sections"]]
@@ -379,40 +397,58 @@ def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
                 f"FROM ({' UNION '.join(extra)}) x JOIN events e "
                 "ON e.partition = x.partition AND e.ledger_index = x.ledger_index")
     con.execute(f"CREATE OR REPLACE TEMP TABLE r_entries AS {sql}")
-    text = _text(con, "entries", "{}")
-    entries = json.loads(text)
     wanted: list[tuple[int, int]] = []
-    if ctx.proofs == "all":
-        wanted = [(e["partition"], e["index"]) for e in entries.values()]
-    elif ctx.proofs == "tested":
+    if checkpoints and ctx.proofs == "all":
+        wanted = con.execute("SELECT partition, ledger_index FROM r_entries").fetchall()
+    elif checkpoints and ctx.proofs == "tested":
         lines = document["population"]["changes"]
         keep = {key for line in lines if line["sampled"] is not None or line["exceptions"]
                 for key in line["evidence"]}
         keep |= {key for item in document["exceptions"]["items"] for key in item["evidence"]}
-        wanted = sorted((entries[k]["partition"], entries[k]["index"]) for k in keep)
-    if checkpoints and wanted:
-        by_partition: dict[int, list[int]] = {}
-        for p, index in wanted:
-            by_partition.setdefault(p, []).append(index)
-        for partition, indexes in sorted(by_partition.items()):
-            prover = Prover(ctx.ledger_dir, checkpoints[partition])  # type: ignore[arg-type]
-            try:
-                leaves = prover.leaves_hex(indexes)
-                paths = prover.paths(indexes)  # batched, checked against the signed root
-            finally:
-                prover.close()
-            size = checkpoints[partition].size
-            for index in indexes:
-                entry = entries[f"{partition}:{index}"]
-                if leaves[index] != entry["leaf_hash"]:
-                    raise EvidenceError(
-                        f"partition {partition} entry {index}: the projection's leaf hash is "
-                        "not the ledger's (rebuild the projections)",
-                        "reports.projection_mismatch")
-                entry["tree_size"] = size
-                entry["proof"] = paths[index]
-    document["evidence"]["entries"] = entries
-    return None if checkpoints and wanted else text
+        wanted = [(int(p), int(i)) for p, i in (k.split(":") for k in keep)]
+    if not wanted:  # as DuckDB writes it (no proof to add)
+        text = _text(con, "entries", "{}")
+        document["evidence"]["entries"] = JSONDict(text) if ctx.lazy else json.loads(text)
+        return text
+    by_partition: dict[int, list[int]] = {}
+    for p, index in wanted:
+        by_partition.setdefault(p, []).append(index)
+    proofs: dict[tuple[int, int], list[str]] = {}
+    leaves: dict[tuple[int, int], str] = {}
+    for partition, indexes in sorted(by_partition.items()):
+        prover = Prover(ctx.ledger_dir, checkpoints[partition])  # type: ignore[arg-type]
+        try:
+            leaves.update(((partition, i), h) for i, h in prover.leaves_hex(indexes).items())
+            # batched, and checked against the signed root
+            proofs.update(((partition, i), path) for i, path in prover.paths(indexes).items())
+        finally:
+            prover.close()
+    rows = con.execute("SELECT partition, ledger_index, event_id, type, leaf_hash FROM r_entries "
+                       "ORDER BY partition, ledger_index").fetchall()
+    for p, index, _, _, leaf in rows:
+        if (p, index) in leaves and leaves[(p, index)] != leaf:
+            raise EvidenceError(
+                f"partition {p} entry {index}: the projection's leaf hash is not the ledger's "
+                "(rebuild the projections)", "reports.projection_mismatch")
+    text = _entries_json(rows, proofs, {p: cp.size for p, cp in checkpoints.items()})
+    document["evidence"]["entries"] = JSONDict(text) if ctx.lazy else json.loads(text)
+    return text
+
+
+def _entries_json(rows: list[tuple[Any, ...]], proofs: dict[tuple[int, int], list[str]],
+                  sizes: dict[int, int]) -> str:
+    """evidence.entries as JSON text, written directly (no object per entry): the members
+    and order of the entries DuckDB writes (sql/document.sql "entries"), with the proofs."""
+    enc = encode_basestring
+    parts = []
+    for p, index, event_id, kind, leaf in rows:
+        path = proofs.get((p, index))
+        tail = ('"tree_size":null,"proof":null}' if path is None else
+                f'"tree_size":{sizes[p]},"proof":["' + '","'.join(path) + '"]}')
+        parts.append(f'"{p}:{index}":{{"event_id":{enc(event_id)},"type":{enc(kind)},'
+                     f'"partition":{p},"index":{index},"leaf_hash":'
+                     f'{"null" if leaf is None else enc(leaf)},{tail}')
+    return "{" + ",".join(parts) + "}"
 
 
 def _consistency(document: dict[str, Any], ctx: ReportContext,

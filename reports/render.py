@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 from typing import Any
 
 FORMATS = ("json", "csv", "md", "html")
@@ -20,9 +19,10 @@ CSV_SECTIONS = ("changes", "exceptions", "sample", "evidence", "checkpoints", "c
 
 
 def render(document: dict[str, Any], fmt: str, *, section: str = "changes") -> str:
-    if fmt == "json":  # compact: the C encoder (indent would take the slow pure-Python one)
-        return json.dumps(document, separators=(",", ":"), ensure_ascii=False,
-                          default=str) + "\n"
+    if fmt == "json":  # compact; lines and entries still as text are written as they are
+        from reports.signature import dumps
+
+        return dumps(document).decode("utf-8") + "\n"
     if fmt == "csv":
         return to_csv(document, section)
     if fmt == "md":

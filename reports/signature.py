@@ -37,8 +37,10 @@ from ledger.merkle import verify_inclusion
 from ledger.partitioner import partition_for
 from ledger.proofs import inclusion_proof
 from ledger.reader import iter_raw, read_entry
+from reports.lazy import raw_of
 
 SIGNATURE_FORMAT = "worker-certification-report-signature/1"
+LAZY_PARTS = (("population", "changes"), ("evidence", "entries"))
 MARKER = b',"signature":{'
 EVENT_TYPE = "report.generated"
 PRODUCER = "reports"
@@ -56,7 +58,13 @@ def dumps(document: dict[str, Any],
     `raw` maps (member, sub-member) to JSON text that is already the value's encoding (the
     lines and evidence entries as DuckDB built them, which the document holds parsed): that
     text is written in place of encoding the value again."""
-    parts = {key: text for key, text in (raw or {}).items() if text is not None}
+    parts: dict[tuple[str, str], str] = {}
+    for key in LAZY_PARTS:
+        outer = document.get(key[0])
+        value = outer.get(key[1]) if isinstance(outer, dict) else None
+        text = (raw or {}).get(key) or raw_of(value)  # reports/lazy.py: text nobody read yet
+        if text is not None:
+            parts[key] = text
     if not parts:
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False,
                           default=str).encode()

@@ -184,7 +184,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             trusted=_trusted(args, settings) if ledger_dir else [],
             now=parse_moment(args.as_of, what="--as-of") if args.as_of else now,
             seed=args.seed, sample_size=args.sample_size, proofs=args.proofs,
-            verify_signatures=args.verify_signatures)
+            verify_signatures=args.verify_signatures, lazy=True)
         if ledger_dir is not None:
             context.signer = _signer(settings)
             if context.signer is not None and not args.no_register:

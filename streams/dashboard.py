@@ -462,7 +462,7 @@ async def make_report(request: web.Request) -> web.Response:
         policy_sha256=policy.sha256, ledger_dir=source.ledger_dir, registry=source.registry,
         trusted=source.trusted, book=source.book, now=as_of, seed=_opt(body, "seed"),
         sample_size=size, proofs=str(body.get("proofs", "all")),
-        verify_signatures=bool(body.get("verify_signatures", False)))
+        verify_signatures=bool(body.get("verify_signatures", False)), lazy=True)
     # Signed with the ledger's key and recorded as report.generated through the Pipeline (on
     # this loop, like every other event), before the report is registered.
     ledger = getattr(getattr(getattr(service, "_record", None), "__self__", None), "ledger",

@@ -278,7 +278,9 @@ def test_the_cli_writes_every_format_and_registers_the_reports(tmp_path):
 
 
 @pytest.mark.parametrize("extra", [{}, {"proofs": "none"}, {"proofs": "tested"},
-                                   {"verify_signatures": True}], ids=str)
+                                   {"verify_signatures": True}, {"lazy": True},
+                                   {"lazy": True, "proofs": "none"},
+                                   {"lazy": True, "proofs": "tested"}], ids=str)
 def test_the_json_written_is_the_document(history, extra):
     """The lines and entries are written as the JSON text DuckDB built (not encoded again):
     what is written parses back to exactly the document."""
@@ -286,5 +288,11 @@ def test_the_json_written_is_the_document(history, extra):
     document = build_report(history.runner.projector.cursor(), framework("hipaa"), *PERIOD,
                             context=ctx)
     assert ctx.json_bytes is not None and ctx.json_bytes.endswith(b"}\n")
+    assert render(document, "json").encode() == ctx.json_bytes  # before anything reads it
     assert json.loads(ctx.json_bytes) == document
     assert json.loads(render(document, "json")) == document
+    plain = build_report(history.runner.projector.cursor(), framework("hipaa"), *PERIOD,
+                         context=context(history, seed=document["sample"]["seed"], **{
+                             k: v for k, v in extra.items() if k != "lazy"}))
+    for key in ("population", "exceptions", "sample", "sections", "evidence"):
+        assert document[key] == plain[key]

@@ -167,6 +167,9 @@ class Runtime:
                     snapshot=config.snapshot, snapshot_interval_s=config.snapshot_interval_s,
                     on_progress=on_projected, on_exit=self._projector_died)
                 self.writer.fresh = []
+                if not self.projection.wait_ready():
+                    self.projection.close(timeout_s=10)
+                    raise RuntimeError("the DuckDB projector did not start (see its error)")
         except BaseException:
             self.ledger.close()
             raise

@@ -15,7 +15,8 @@ stopped, or died: the pipe closes with it) means: project what was handed over, 
 catch-up from the files, the snapshot if asked for, close, exit 0. DuckDB upserts by event id,
 so nothing is projected twice.
 
-`ProjectorProcess` is the worker's side: start, hand over (never blocks the event loop: a
+`ProjectorProcess` is the worker's side: start (and wait until the child has caught up with
+what the ledger held, as the worker's first batch must not wait for DuckDB), hand over (never blocks the event loop: a
 thread writes the pipe), progress, close (waits for the last catch-up).
 """
 
@@ -65,6 +66,7 @@ class ProjectorProcess:
         self.on_exit = on_exit
         self.positions: dict[int, int] = {}
         self.commits = 0
+        self.ready = threading.Event()  # the child caught up with the ledger files at start
         self._closing = False
         self.child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       close_fds=True)
@@ -98,8 +100,19 @@ class ProjectorProcess:
         except OSError:
             pass
 
+    def wait_ready(self, timeout_s: float = OPEN_TIMEOUT_S + STOP_TIMEOUT_S) -> bool:
+        """Until the child has projected what the ledger held at start (False: it died)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready.wait(0.1):
+            if self.child.poll() is not None or time.monotonic() > deadline:
+                return False
+        return True
+
     def _read(self, stdout: IO[bytes]) -> None:
         for line in stdout:
+            if line == b"ready\n":
+                self.ready.set()
+                continue
             at, positions = parse_progress(line)
             if at is None:
                 continue
@@ -232,6 +245,8 @@ class _Child:
     def run(self) -> None:
         fd = sys.stdin.buffer.fileno()
         self.catch_up()
+        self.out.write(b"ready\n")
+        self.out.flush()
         buffer = bytearray()
         pending: list[HandedEntry] = []
         last = float("-inf")

@@ -104,8 +104,8 @@ class RollbackService:
         self.contexts: dict[str, KeyContext] = {}
         self.overrides: dict[str, dict[str, Any]] = {}
         self._triggers: dict[str, tuple[RollbackTrigger, ...]] = {}
-        # (key, metric) -> the triggers watching it and their window names (from `triggers`)
-        self._watching: dict[tuple[str, str], tuple[tuple[RollbackTrigger, str], ...]] = {}
+        # key -> metric -> the triggers watching it and their window names (from `triggers`)
+        self._watching: dict[str, dict[str, tuple[tuple[RollbackTrigger, str], ...]]] = {}
         # (key, metric) -> observed_at of the newest recorded sample (the heartbeat's clock)
         self._recorded_at: dict[tuple[str, str], datetime] = {}
         # Metrics the permit service's running checks watch for permits in execution (one
@@ -142,8 +142,7 @@ class RollbackService:
 
     def _forget_triggers(self, key: str) -> None:
         self._triggers.pop(key, None)
-        for name in [k for k in self._watching if k[0] == key]:
-            del self._watching[name]
+        self._watching.pop(key, None)
 
     def triggers(self, key: str) -> tuple[RollbackTrigger, ...]:
         if key not in self._triggers:
@@ -306,11 +305,12 @@ class RollbackService:
     def _judge(self, sample: MetricSample, now: datetime | None = None,
                ) -> tuple[bool, list[TriggerDecision]]:
         """Fold the sample into its windows: (should it be recorded, decisions)."""
-        watching = self._watching.get((sample.key, sample.metric))
+        by_metric = self._watching.setdefault(sample.key, {})
+        watching = by_metric.get(sample.metric)
         if watching is None:
             watching = tuple((t, state_key(sample.key, t.name))
                              for t in self.triggers(sample.key) if t.metric == sample.metric)
-            self._watching[(sample.key, sample.metric)] = watching
+            by_metric[sample.metric] = watching
         if not watching:
             return False, []
         windows, at = self.windows, now or sample.observed_at

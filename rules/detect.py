@@ -200,22 +200,54 @@ class TextPlan:
     environment_search_set: frozenset[str]  # the searches of environment_searches
     framework_search_set: frozenset[str]
 
+    finder: Any  # findall of the literals' trie: at each position, the longest one there
+    opens_found: dict[str, frozenset[str]]  # a literal the finder returns -> what it opens
+    opens_operations_found: dict[str, frozenset[str]]  # the same, operation searches only
+    operation_literal_length: int  # the longest operation literal
+
     def opened_by(self, text: str, operations_text: str | None = None) -> set[str]:
-        """The searches worth running: over `text` (lower-case) and, for the operation
-        searches, over `operations_text` (the same text when None)."""
+        """The searches worth running: those whose literal occurs in `text` (lower-case) and,
+        for the operation searches, in `operations_text` (the same text when None; else the
+        text followed by the operation names).
+
+        One regex scan (the literals as a trie, tried at every position) finds, at each
+        position, the longest literal that starts there; every literal it contains occurs
+        too, and `opens_found` opens all their searches. Exactly the searches that a test of
+        each literal would open: a search's answer can differ from the bare regex's (case
+        folding: `\u017f` matches `s` ignoring case, yet `ssn` is not in `\u017f\u017fn`), so
+        no search is opened that the literals do not open."""
         opened = set(self.always)
-        opens, opens_operations = self.opens, self.opens_operations
-        if operations_text is None or operations_text == text:
-            for literal in [literal for literal in self.all_literals if literal in text]:
-                opened.update(opens.get(literal, ()))
-                opened.update(opens_operations.get(literal, ()))
-            return opened
-        for literal in [literal for literal in self.text_literals if literal in text]:
-            opened.update(opens[literal])
-        for literal in [literal for literal in self.operation_literals
-                        if literal in operations_text]:
-            opened.update(opens_operations[literal])
+        opens = self.opens_found
+        for literal in self.finder(text):
+            opened |= opens[literal]
+        if operations_text is not None and operations_text != text:
+            # The operation literals in the rest (any starting in the text's last characters)
+            opens = self.opens_operations_found
+            start = len(text) - self.operation_literal_length + 1
+            for literal in self.finder(operations_text[start:] if start > 0 else operations_text):
+                opened |= opens[literal]
         return opened
+
+
+def _trie_pattern(literals: tuple[str, ...]) -> str:
+    """A regex matching, at one position, the longest of `literals` that starts there (a trie:
+    each node tries its longer continuations before ending)."""
+    trie: dict[str, Any] = {}
+    for literal in literals:
+        node = trie
+        for char in literal:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        branches = [re.escape(char) + emit(child)
+                    for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(trie)
 
 
 def _keyword_literals(pattern: re.Pattern[str]) -> frozenset[str] | None:
@@ -258,9 +290,21 @@ def _build_plan(policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]
         table = opens_operations if search in operation_search_names else opens
         for literal in literals or ():
             table.setdefault(literal, []).append(search)
+    all_literals = tuple(sorted(opens.keys() | opens_operations.keys()))
+    every_search = {literal: (*opens.get(literal, ()), *opens_operations.get(literal, ()))
+                    for literal in all_literals}
     return TextPlan(
+        finder=re.compile(f"(?=({_trie_pattern(all_literals)}))").findall if all_literals
+        else lambda _text: (),
+        opens_found={found: frozenset(search for literal in all_literals if literal in found
+                                      for search in every_search[literal])
+                     for found in all_literals},
+        opens_operations_found={found: frozenset(
+            search for literal in all_literals if literal in found
+            for search in opens_operations.get(literal, ())) for found in all_literals},
+        operation_literal_length=max(map(len, opens_operations), default=1),
         text_literals=tuple(sorted(opens)), operation_literals=tuple(sorted(opens_operations)),
-        all_literals=tuple(sorted(opens.keys() | opens_operations.keys())),
+        all_literals=all_literals,
         opens={literal: tuple(searches) for literal, searches in opens.items()},
         opens_operations={literal: tuple(searches)
                           for literal, searches in opens_operations.items()},

@@ -204,6 +204,9 @@ class TextPlan:
     opens_found: dict[str, frozenset[str]]  # a literal the finder returns -> what it opens
     opens_operations_found: dict[str, frozenset[str]]  # the same, operation searches only
     operation_literal_length: int  # the longest operation literal
+    data_search_set: frozenset[str]  # the searches of data_searches
+    operation_search_set: frozenset[str]
+    category_of: dict[str, str]  # data or operation search -> its category
 
     def opened_by(self, text: str, operations_text: str | None = None) -> set[str]:
         """The searches worth running: those whose literal occurs in `text` (lower-case) and,
@@ -303,6 +306,10 @@ def _build_plan(policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]
             search for literal in all_literals if literal in found
             for search in opens_operations.get(literal, ())) for found in all_literals},
         operation_literal_length=max(map(len, opens_operations), default=1),
+        data_search_set=frozenset(data.values()),
+        operation_search_set=frozenset(operations.values()),
+        category_of={search: category for table in (data, operations)
+                     for category, search in table.items()},
         text_literals=tuple(sorted(opens)), operation_literals=tuple(sorted(opens_operations)),
         all_literals=all_literals,
         opens={literal: tuple(searches) for literal, searches in opens.items()},
@@ -335,20 +342,31 @@ def text_plan(policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]])
 
 def _match_categories(table: dict[str, MatchRules], name_index: dict[str, tuple[str, ...]],
                       names: list[str], normalised: list[str], text: str,
-                      searches: dict[str, str], plan: TextPlan, opened: set[str]
+                      searches: frozenset[str], plan: TextPlan, opened: set[str]
                       ) -> dict[str, list[str]]:
-    """category -> evidence: the names it lists (in the task's order), then its text match."""
-    if not names and opened.isdisjoint(searches.values()):
+    """category -> evidence: the names it lists (in the task's order), then its text match
+    (`searches`: the category searches of `table`)."""
+    hits = opened.intersection(searches)
+    if not names and not hits:
         return {}
     by_name: dict[str, list[str]] = {}
-    for original, name in zip(names, normalised, strict=True):
+    for original, name in zip(names, normalised):
         for category in name_index.get(name, ()):
-            by_name.setdefault(category, []).append(f"'{original}'")
+            evidence = by_name.get(category)
+            if evidence is None:
+                by_name[category] = [f"'{original}'"]
+            else:
+                evidence.append(f"'{original}'")
     by_text = {}
-    for category, search in searches.items():
-        if search in opened and (match := plan.regex[search].search(text)):
-            by_text[category] = f"text '{match.group(0)}'"
+    if hits:
+        category_of, regex = plan.category_of, plan.regex
+        for search in hits:
+            match = regex[search].search(text)
+            if match:
+                by_text[category_of[search]] = f"text '{match.group(0)}'"
     if not by_text:
+        if len(by_name) < 2:
+            return by_name
         return {category: by_name[category] for category in table if category in by_name}
     found: dict[str, list[str]] = {}
     for category in table:
@@ -363,7 +381,7 @@ def _match_categories(table: dict[str, MatchRules], name_index: dict[str, tuple[
 def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]],
            framework_aliases: dict[str, str]) -> Findings:
     notes: list[str] = []
-    operations_text = (" \n".join([facts.text, *(o.lower() for o in facts.operations)])
+    operations_text = (" \n".join([facts.text, *map(str.lower, facts.operations)])
                        if facts.operations else facts.text)
     plan = text_plan(policy, framework_text)
     opened = plan.opened_by(facts.text, operations_text)
@@ -371,7 +389,7 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
 
     data_names = [normalise_name(d) for d in facts.data_types] if facts.data_types else []
     data = _match_categories(policy.data, policy.data_name_index, facts.data_types, data_names,
-                             facts.text, plan.data_searches, plan, opened)
+                             facts.text, plan.data_search_set, plan, opened)
     known = policy.known_data_names
     unknown_data = [d for d, name in zip(facts.data_types, data_names, strict=True)
                     if name not in known] if data_names else []
@@ -381,9 +399,8 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
     operation_names = [normalise_name(o) for o in facts.operations] if facts.operations else []
     operations = _match_categories(policy.operations, policy.operation_name_index,
                                    facts.operations, operation_names, operations_text,
-                                   plan.operation_searches, plan, opened)
-    read_only = bool(operation_names) and all(
-        name in policy.read_only.name_set for name in operation_names)
+                                   plan.operation_search_set, plan, opened)
+    read_only = bool(operation_names) and policy.read_only.name_set.issuperset(operation_names)
     if read_only and "read_only.write" in opened:
         write = plan.regex["read_only.write"].search(facts.text)
         if write:

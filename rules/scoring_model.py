@@ -329,6 +329,9 @@ _NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]")
 
 def normalise_name(name: str) -> str:
     """`Customer Data`, `customer-data`, `customer_data` are one data-type name."""
+    lowered = name.lower()
+    if lowered.isidentifier():  # no whitespace, '-', '.' or '/': nothing to strip or replace
+        return lowered
     return _SEPARATORS.sub("_", name.strip().lower())
 
 

@@ -753,11 +753,37 @@ class PermitService:
         out: list[Envelope] = []
         self._emit(e, out)
         if permit is not None and breach is not None:
-            self._violation(permit.worker_id, permit.permit_id, f"running.{breach.trigger}",
-                            breach.message, "critical", "revoked", now, out, e, breach.evidence)
-            self._revoke(permit.permit_id, breach.revocation_reason, breach.message, now, out,
-                         cause=e, trigger=breach.trigger, evidence=breach.evidence)
+            out.extend(self.revoke_for_breach(
+                permit.permit_id, breach.trigger, breach.revocation_reason, breach.message,
+                "critical", breach.evidence, now, e))
         return Result(out, None, s.key)
+
+    def revoke_for_breach(self, permit_id: str, trigger: str, reason_id: str, message: str,
+                          severity: str, evidence: dict[str, Any], now: datetime,
+                          cause: Envelope | None) -> list[Envelope]:
+        """A breach judged elsewhere (the rollback service: an alert, a metric not watched here)
+        for a permit in force: the same steps as this service's own running checks -- the
+        violation, `permit.revoked`, its `triggered` rollback, the incident if the reason asks."""
+        out: list[Envelope] = []
+        permit = self.permits[permit_id]
+        self._violation(permit.worker_id, permit_id, f"running.{trigger}", message, severity,
+                        "revoked", now, out, cause, evidence)
+        self._revoke(permit_id, reason_id, message, now, out, cause=cause, trigger=trigger,
+                     evidence=evidence)
+        return out
+
+    def suspend_for_breach(self, permit_id: str, trigger: str, message: str, severity: str,
+                           evidence: dict[str, Any], now: datetime, cause: Envelope | None,
+                           reason: str, actor: str = SYSTEM) -> list[Envelope]:
+        """A breach whose rollback waits for a human: the violation, and the work stops
+        (`permit.suspended`) while they decide."""
+        out: list[Envelope] = []
+        permit = self.permits[permit_id]
+        self._violation(permit.worker_id, permit_id, f"running.{trigger}", message, severity,
+                        "suspended", now, out, cause, evidence)
+        self._move(permit_id, "suspend", now, out, actor=actor, cause=cause, reason=reason,
+                   details={"trigger": trigger, "evidence": evidence})
+        return out
 
     def _violation(self, worker_id: str | None, permit_id: str | None, rule: str, message: str,
                    severity: str, action: str, now: datetime, out: list[Envelope],

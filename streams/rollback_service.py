@@ -488,34 +488,26 @@ def permit_hand_over(permits: Any) -> HandOver:
     while they decide) and the rollback service triggers its own rollback, awaiting approval
     (not taken). Any other permit state: not taken, nothing moved.
 
-    Uses the permit service's revocation and violation steps (`_revoke`, `_violation`,
-    `_move`): they are what its own running checks call; a public `revoke_for_breach` on
-    PermitService is the cleaner seam (left: streams/permit_service.py is not ours)."""
+    Uses the permit service's `revoke_for_breach` / `suspend_for_breach`: the same steps its
+    own running checks take."""
     def hand_over(decision: TriggerDecision, approval: str, cause: Envelope | None,
                   now: datetime) -> tuple[bool, list[Envelope]]:
         permit = permits.permits.get(decision.key)
         if permit is None or permit.state not in MONITORED_STATES:
             return False, []
-        out: list[Envelope] = []
         evidence = decision.evidence_dict()
         if approval == "none":
             reason = PERMIT_TRIGGERS.get(decision.trigger) or (
                 "safety_violation" if decision.severity == "critical" else "constraint_breach")
-            permits._violation(permit.worker_id, permit.permit_id, f"running.{decision.trigger}",
-                               decision.reason, decision.severity, "revoked", now, out, cause,
-                               evidence)
-            permits._revoke(permit.permit_id, reason, decision.reason, now, out, cause=cause,
-                            trigger=decision.trigger, evidence=evidence)
-            return True, out
-        if permit.state == "executing":
-            permits._violation(permit.worker_id, permit.permit_id, f"running.{decision.trigger}",
-                               decision.reason, decision.severity, "suspended", now, out, cause,
-                               evidence)
-            permits._move(permit.permit_id, "suspend", now, out, actor=PRODUCER, cause=cause,
-                          reason=f"{decision.trigger}: {decision.reason}; rollback awaits "
-                                 f"{approval} approval",
-                          details={"trigger": decision.trigger, "evidence": evidence})
-        return False, out
+            return True, permits.revoke_for_breach(
+                permit.permit_id, decision.trigger, reason, decision.reason, decision.severity,
+                evidence, now, cause)
+        if permit.state != "executing":
+            return False, []
+        return False, permits.suspend_for_breach(
+            permit.permit_id, decision.trigger, decision.reason, decision.severity, evidence,
+            now, cause, f"{decision.trigger}: {decision.reason}; rollback awaits {approval} "
+                        f"approval", actor=PRODUCER)
 
     return hand_over
 

@@ -365,56 +365,58 @@ def _customer_value(policy: Policy, t: CheckerTables, facts: TaskFacts, f: Findi
     return "no_users", " (isolated environment)", [f.environment.environment]
 
 
+def _add_minimum(out: list[dict[str, Any]], rule: str, level: int, reason: str,
+                 evidence: list[str]) -> None:
+    out.append({"rule": rule, "level": level, "reason": reason, "evidence": evidence[:5]})
+
+
 def _minimums(policy: Policy, t: CheckerTables, facts: TaskFacts, f: Findings,
               sensitive_found: list[str]) -> list[dict[str, Any]]:
     """Each triggered minimum as its payload entry (MinimumTriggered's fields, in its order)."""
     m = policy.scoring.minimums
     env = f.environment.environment
     out: list[dict[str, Any]] = []
-
-    def add(rule: str, level: int, reason: str, evidence: list[str]) -> None:
-        out.append({"rule": rule, "level": level, "reason": reason, "evidence": evidence[:5]})
-
+    add = _add_minimum
     live = env in ("production", "staging")
     if env == "production":
         if f.read_only:
-            add("minimum.environment.production_read_only", m.production_read_only,
+            add(out, "minimum.environment.production_read_only", m.production_read_only,
                 "Read-only production work needs a certified (Level 1) worker (C-1)", [env])
         else:
-            add("minimum.environment.production", m.production,
+            add(out, "minimum.environment.production", m.production,
                 "All production operations require certified workers", [env])
         if f.environment.critical:
-            add("minimum.environment.production_critical", m.production_critical,
+            add(out, "minimum.environment.production_critical", m.production_critical,
                 "Critical production systems require advanced certification",
                 ["critical production"])
         if (len(facts.regions) >= policy.scoring.impact.multi_region_minimum_regions
                 or f.environment.multi_region_label):
-            add("minimum.environment.multi_region_production", m.multi_region_production,
+            add(out, "minimum.environment.multi_region_production", m.multi_region_production,
                 "Multi-region deployments require master certification",
                 facts.regions or [str(facts.environment_label)])
     elif env == "staging":
-        add("minimum.environment.staging", m.staging,
+        add(out, "minimum.environment.staging", m.staging,
             "Staging is closed to non-union workers (C-19)", [env])
     for category in sensitive_found:  # C-29: everywhere
-        add(f"minimum.data.{category}", m.sensitive_data,
+        add(out, f"minimum.data.{category}", m.sensitive_data,
             f"{category.upper()} data requires advanced certification", f.data[category])
     for category, evidence in f.operations.items():
         rule = t.operation_minimums.get(category)
         if rule is not None:
-            add(f"minimum.operation.{category}", rule[0], rule[1], evidence)
+            add(out, f"minimum.operation.{category}", rule[0], rule[1], evidence)
     if live:
         if f.customer_facing:
-            add("minimum.impact.customer_facing", m.customer_facing,
+            add(out, "minimum.impact.customer_facing", m.customer_facing,
                 "Customer-facing changes require certification", f.customer_facing)
         if f.system_wide:
-            add("minimum.impact.system_wide", m.system_wide,
+            add(out, "minimum.impact.system_wide", m.system_wide,
                 "System-wide changes affect the entire platform (C-28)", f.system_wide)
         if len(facts.services) >= policy.scoring.impact.multi_service_minimum_services:
-            add("minimum.impact.multi_service", m.multi_service,
+            add(out, "minimum.impact.multi_service", m.multi_service,
                 "Coordinated changes across services are complex", facts.services)
     for name, evidence in f.frameworks.items():
         framework = t.compliance[name]
-        add(f"minimum.compliance.{name}", framework.min_level,
+        add(out, f"minimum.compliance.{name}", framework.min_level,
             f"{name} work requires Level {framework.min_level}+", evidence)
     return out
 

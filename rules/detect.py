@@ -67,39 +67,49 @@ def _environment_finding(environment: str, critical: bool, multi_region_label: b
         "signals": signals, "notes": notes})
 
 
+_SCHEME = re.compile(r"^[a-z]+://")
+
+
+def _pattern_signals(out: list[Signal], kind: str, values: list[str], patterns: Any) -> None:
+    """The first environment whose patterns match each value (a hostname without its scheme
+    and path)."""
+    for value in values:
+        host = _SCHEME.sub("", value).split("/")[0] if kind == "hostname" else value
+        for env, rx in patterns.compiled.items():
+            if rx.search(host):
+                out.append(_signal(env, patterns.weight, f"{kind} {value}"))
+                break
+
+
 def _signals(facts: TaskFacts, policy: ScoringPolicy, plan: TextPlan, opened: set[str]
              ) -> tuple[list[Signal], list[Signal]]:
     """Structured signals and (weaker) free-text signals."""
     rules = policy.environment
     out: list[Signal] = []
-    for name, value in facts.env_vars.items():
+    for name, value in facts.env_vars.items() if facts.env_vars else ():
         if name.upper() in rules.env_vars.names:
             for env, rx in rules.env_vars.compiled.items():
                 if rx.search(value.strip()):
                     out.append(_signal(env, rules.env_vars.weight, f"env var {name}={value}"))
                     break
-    for kind, values, patterns in ((("hostname", facts.hostnames, rules.hostnames),
-                                    ("branch", facts.branches, rules.branches),
-                                    ("path", facts.paths, rules.paths))
-                                   if facts.hostnames or facts.branches or facts.paths else ()):
-        for value in values:
-            host = re.sub(r"^[a-z]+://", "", value).split("/")[0] if kind == "hostname" else value
-            for env, rx in patterns.compiled.items():
-                if rx.search(host):
-                    out.append(_signal(env, patterns.weight, f"{kind} {value}"))
-                    break
+    if facts.hostnames:
+        _pattern_signals(out, "hostname", facts.hostnames, rules.hostnames)
+    if facts.branches:
+        _pattern_signals(out, "branch", facts.branches, rules.branches)
+    if facts.paths:
+        _pattern_signals(out, "path", facts.paths, rules.paths)
     for namespace in facts.namespaces:
         for env in ENVIRONMENTS:
             if namespace in getattr(rules.namespaces, env):
                 out.append(_signal(env, rules.namespaces.weight, f"k8s namespace {namespace}"))
                 break
-    for key, value in facts.tags.items():
+    for key, value in facts.tags.items() if facts.tags else ():
         if key in rules.tags.keys:
             kind = rules.label_index.get(value)
             if kind:
                 env = "production" if kind.startswith("production") else kind
                 out.append(_signal(env, rules.tags.weight, f"tag {key}:{value}"))
-    for flag, on in facts.flags.items():
+    for flag, on in facts.flags.items() if facts.flags else ():
         if on and flag in rules.flags.production:
             out.append(_signal("production", rules.flags.weight, f"flag {flag}=true"))
     text: list[Signal] = []

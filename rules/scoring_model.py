@@ -60,9 +60,13 @@ class GatedPattern:
         self.literal_set = None if self.literals is None else frozenset(self.literals)
 
     def search(self, text: str) -> re.Match[str] | None:
-        if self.literals is not None:
+        literals = self.literals
+        if literals is not None:
             lowered = text.lower()
-            if not any(literal in lowered for literal in self.literals):
+            for literal in literals:  # a loop, not any(): no generator per call
+                if literal in lowered:
+                    break
+            else:
                 return None
         return self.regex.search(text)
 

@@ -232,7 +232,8 @@ def read_task(task: Any, task_id: str | None = None) -> TaskFacts:
     if not isinstance(task, dict):
         raise InputError("input.schema", "task: expected a JSON object")
     if task_id is None:
-        task_id = task_identity(task)
+        given = task.get("task_id")
+        task_id = given if given.__class__ is str and given else task_identity(task)
 
     lists: dict[str, list[str]] = {}
     labels: dict[str, str] = {}
@@ -251,12 +252,15 @@ def read_task(task: Any, task_id: str | None = None) -> TaskFacts:
                             lists[attribute] = [value]
                         else:
                             found.append(value)
-                elif value.__class__ is list and all(item.__class__ is str for item in value):
+                elif value.__class__ is list and (
+                        value[0].__class__ is str if len(value) == 1 else
+                        all(item.__class__ is str for item in value)):
                     lists.setdefault(attribute, []).extend(value)  # what _strings would return
                 else:
                     lists.setdefault(attribute, []).extend(_strings(value, path))
         elif kind == "label":
-            label = _label(value, path)
+            label = (value.strip().lower() or None) if value.__class__ is str else \
+                _label(value, path)
             if label and (attribute not in labels or priority < label_priority[attribute]):
                 labels[attribute] = label
                 label_priority[attribute] = priority
@@ -298,5 +302,5 @@ def read_task(task: Any, task_id: str | None = None) -> TaskFacts:
         "reversibility_label": label("reversibility_label"),
         "rollback_strategy": label("rollback_strategy"),
         "frameworks": get("frameworks", []),
-        "extra_fields": sorted(task.keys() - KNOWN_FIELDS),
+        "extra_fields": [] if KNOWN_FIELDS.issuperset(task) else sorted(task.keys() - KNOWN_FIELDS),
     })

@@ -444,13 +444,19 @@ def approval_needed(decision: TriggerDecision, context: KeyContext,
     level with human gates (L4, C-14)."""
     if decision.approval != "none":
         return decision.approval
-    plan = context.plan
+    return approval_for(context.level, context.plan, policy)
+
+
+def approval_for(level: int | None, plan: RollbackPlan | None, policy: RollbackPolicy) -> str:
+    """The approval a rollback of work at `level` under `plan` waits for, whoever triggered it
+    (this service, or the permit service's running checks): "manual" when the plan's automation
+    wants a human or the level has human gates (L4, C-14), else "none"."""
     if plan is not None:
         automation = next(a for a in policy.automation_levels
                           if a.name == plan.rollback_procedure.automation_level)
         if automation.human_approval:
             return "manual"
-    if context.level in (2, 3, 4) and policy.level(context.level).human_gates:
+    if level in (2, 3, 4) and policy.level(level).human_gates:
         return "manual"
     return "none"
 

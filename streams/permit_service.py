@@ -72,6 +72,8 @@ from rules.permits import (
     transition,
 )
 from rules.policy import Policy
+from rules.rollback_plans import parse_plan
+from rules.rollback_tracking import approval_for
 from rules.scoring_model import normalise_name
 
 PRODUCER = "permits"
@@ -402,11 +404,16 @@ class PermitService:
         policy = self.gov.rollback
         sla = policy.effective_sla_minutes(permit.level) if permit.level >= 2 else None
         rollback_id = f"rb-{permit.permit_id}-{trigger}"
+        # The work stops now (the permit is revoked); whether the rollback runs at once or waits
+        # for a human is the plan's and the level's to say (L4 human gates, C-14), as for
+        # rollbacks the rollback service triggers itself.
+        plan = (parse_plan(permit.rollback_plan, permit.level, policy)[0]
+                if permit.rollback_plan else None)
         payload = p.RollbackEvent(
             rollback_id=rollback_id, permit_id=permit.permit_id, stage="triggered",
             trigger=trigger, evidence=evidence, sla_minutes=sla, key=permit.permit_id,
-            level=permit.level, regions=sorted(permit.scope.regions), approval="none",
-            actor=PRODUCER, reason=reason)
+            level=permit.level, regions=sorted(permit.scope.regions),
+            approval=approval_for(permit.level, plan, policy), actor=PRODUCER, reason=reason)
         self._emit(self._event("rollback.event", permit.permit_id, payload, now,
                                f"{rollback_id}:triggered", cause), out)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
+
 from events import Envelope, format_time
 from tests.test_permit_kit import (
     T0,
@@ -30,10 +32,10 @@ def sample_event(key: str, value: float, n: int) -> Envelope:
                     producer="monitor", subject=key, payload=body)
 
 
-def executing_permit(pipe) -> str:  # type: ignore[no-untyped-def]
+def executing_permit(pipe, level: int = 2) -> str:  # type: ignore[no-untyped-def]
     register_all(pipe)
-    view = issued_permit(pipe, 2, services=["api"], operations=["deploy"])
-    result = pipe.authorize({"worker": {"id": "worker-7", "certification_level": 2},
+    view = issued_permit(pipe, level, services=["api"], operations=["deploy"])
+    result = pipe.authorize({"worker": {"id": "worker-7", "certification_level": level},
                              "operation": OP, "permit_id": view["permit_id"]}, T0)
     assert result.verdict.allowed
     assert pipe.permits.view(view["permit_id"])["state"] == "executing"
@@ -71,6 +73,34 @@ def test_a_permit_breach_is_triggered_once_revoked_and_commanded():
     # the rollback service did not watch the permit's metric itself
     assert not any(w.key == pid for w in pipe.rollbacks.windows.values())
     assert pipe.rollbacks.tracker.records[triggered["rollback_id"]].outcome == "commanded"
+
+
+@pytest.mark.parametrize("level, approval, stages_recorded", [
+    (2, "none", ["triggered", "commanded"]),
+    (3, "none", ["triggered", "commanded"]),
+    (4, "manual", ["triggered"]),  # C-14: level 4 rollbacks pass a human gate
+])
+def test_a_permit_breach_rollback_waits_for_a_human_where_the_level_has_human_gates(
+        level, approval, stages_recorded):  # type: ignore[no-untyped-def]
+    pipe, recorder = new_pipeline()
+    pid = executing_permit(pipe, level)
+    for n in range(8):
+        event = sample_event(pid, 0.02, n)
+        pipe.handle_event(event, event.occurred_at)
+    assert pipe.permits.view(pid)["state"] == "revoked"  # the work stops at once, whatever level
+    rollbacks = recorder.of_type("rollback.event")
+    assert [e.payload["stage"] for e in rollbacks] == stages_recorded
+    triggered = rollbacks[0].payload
+    assert triggered["approval"] == approval and triggered["level"] == level
+    record = pipe.rollbacks.tracker.records[triggered["rollback_id"]]
+    assert record.outcome == ("commanded" if approval == "none" else record.outcome)
+    if approval != "none":
+        assert record.commanded_at is None
+        paged = pipe.tick(T0 + timedelta(minutes=4))  # the approvers are paged at the next tick
+        assert [e.payload["code"] for e in paged] == ["rollback.approval_required"]
+        commanded = pipe.rollbacks.command(triggered["rollback_id"], T0 + timedelta(minutes=5),
+                                           actor="sre-lead")
+        assert [e.payload["stage"] for e in commanded] == ["commanded"]
 
 
 def test_a_deployment_breach_is_the_rollback_services():

@@ -13,8 +13,9 @@ from functools import cached_property
 from typing import Any
 
 from events.payloads import CertificationDecided, FactorScore, MinimumTriggered
-from rules.detect import Findings, detect, sensitive
+from rules.detect import Findings, detect
 from rules.policy import Policy
+from rules.scoring_model import SENSITIVE_CATEGORIES
 from rules.task_facts import (
     IDENTITY_FIELDS,
     TaskFacts,
@@ -432,7 +433,8 @@ def _hard_blocks(t: CheckerTables, f: Findings, sensitive_found: list[str],
         blocks.append({"rule": "non_union.staging", "message": texts["staging"]})
     if sensitive_found:
         blocks.append({"rule": "non_union.sensitive_data", "message": texts["sensitive_data"]})
-    if any(m["rule"].startswith("minimum.operation.") for m in minimums):
+    if f.operations and not t.operation_minimums.keys().isdisjoint(f.operations):
+        # an operation minimum was triggered (_minimums adds one for each such category)
         blocks.append({"rule": "non_union.operation", "message": texts["operation"]})
     return blocks
 
@@ -494,9 +496,13 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
     if band is None:
         policy.scoring.band(score)  # raises the policy's own error for a score outside every band
     band_level, risk_level = band
-    sensitive_found = sensitive(findings) if findings.data else []
+    data = findings.data
+    sensitive_found = [c for c in SENSITIVE_CATEGORIES if c in data] if data else []
     minimums = _minimums(policy, t, facts, findings, sensitive_found)
-    highest_minimum = max([m["level"] for m in minimums], default=0)
+    highest_minimum = 0
+    for minimum in minimums:
+        if minimum["level"] > highest_minimum:  # noqa: PLR1730 (no call per minimum)
+            highest_minimum = minimum["level"]
     level = max(band_level, highest_minimum)
     level_rule = f"max(score band L{band_level}, minimums L{highest_minimum})"
     if findings.read_only and level == 2 and band_level == 2 and highest_minimum <= 1 \
@@ -543,7 +549,8 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
         "retention_days": retention, "retention_class": retention_class,
         "compliance_frameworks": sorted(frameworks),
         "environment": findings.environment.environment,
-        "environment_confidence": _whole(confidence),
+        "environment_confidence": (int(confidence) if confidence.__class__ is float
+                                   and confidence.is_integer() else _whole(confidence)),
         "uncertainties": notes, "policy_version": policy.version,
         "policy_sha256": policy.sha256,
     }

@@ -17,7 +17,8 @@ DEFAULT_APP_ID = "certify"
 DEFAULT_WEB_PORT = 6066  # Faust's default; docker-compose.yml's worker healthcheck uses it
 DEFAULT_WEB_HOST = "127.0.0.1"
 DEFAULT_BATCH_SIZE = 500  # records an agent takes at once (latency: see batch_within_s)
-DEFAULT_BATCH_WITHIN_S = 0.010
+DEFAULT_BATCH_WITHIN_S = 0.040  # at 1,000 records/s: batches of ~40-60; at 10 ms, per-batch
+# costs (Faust's take timer, one send per topic partition, acks) kept the worker behind once late
 DEFAULT_PROJECTOR_INTERVAL_S = 0.1  # at most one DuckDB catch-up per interval, in the projector
 # process (each costs ~50-100 ms of CPU whatever its size: rows lag by one or two catch-ups)
 DEFAULT_SNAPSHOT_INTERVAL_S = 60.0

@@ -270,20 +270,24 @@ def _score_environment(t: CheckerTables, f: Findings) -> dict[str, Any]:
 def _score_reversibility(t: CheckerTables, facts: TaskFacts, f: Findings, notes: list[str]
                          ) -> dict[str, Any]:
     candidates: list[tuple[str, str, list[str]]] = []  # (value, rule suffix, evidence)
-    if facts.flags.get("irreversible"):
+    if facts.flags and facts.flags.get("irreversible"):
         candidates.append(("irreversible", "", ["flag irreversible=true"]))
-    for label, where in ((facts.reversibility_label, "reversibility"),
-                         (facts.rollback_strategy, "rollback strategy")):
-        if label:
-            value = REVERSIBILITY_LABELS.get(label.replace("-", "_"))
-            if value is None:
-                notes.append(f"{where} '{label}' not recognised; ignored")
-            else:
-                candidates.append((value, "", [f"{where} '{label}'"]))
-    if "data_deletion" in f.operations:
-        candidates.append(("irreversible", " (deletion)", f.operations["data_deletion"]))
-    if "database_migration" in f.operations:
-        candidates.append(("complex_rollback", " (migration)", f.operations["database_migration"]))
+    if facts.reversibility_label or facts.rollback_strategy:
+        for label, where in ((facts.reversibility_label, "reversibility"),
+                             (facts.rollback_strategy, "rollback strategy")):
+            if label:
+                value = REVERSIBILITY_LABELS.get(label.replace("-", "_"))
+                if value is None:
+                    notes.append(f"{where} '{label}' not recognised; ignored")
+                else:
+                    candidates.append((value, "", [f"{where} '{label}'"]))
+    operations = f.operations
+    if operations:
+        if "data_deletion" in operations:
+            candidates.append(("irreversible", " (deletion)", operations["data_deletion"]))
+        if "database_migration" in operations:
+            candidates.append(("complex_rollback", " (migration)",
+                               operations["database_migration"]))
     if not candidates:
         env = f.environment.environment
         if f.read_only:
@@ -314,7 +318,8 @@ def _score_data(t: CheckerTables, f: Findings, notes: list[str]) -> dict[str, An
         if f.environment.environment == "production":
             notes.append("no data classes stated or detected; scored as public")
         return _factor(table, "data_sensitivity", "public", " (none detected)", [])
-    worst = max(found, key=lambda c: table[c])  # C-4: capped at the worst category's 10
+    worst = (next(iter(found)) if len(found) == 1 else
+             max(found, key=lambda c: table[c]))  # C-4: capped at the worst category's 10
     return _factor(table, "data_sensitivity", worst, "", found[worst][:5])
 
 
@@ -355,7 +360,7 @@ def _customer_value(policy: Policy, t: CheckerTables, facts: TaskFacts, f: Findi
                  "customer_segment" if count > impact.customers_segment else
                  "internal_users" if count > 0 else "no_users")
         candidates.append((value, " (customers_affected)", [f"customers_affected {count}"]))
-    if facts.flags.get("customer_facing"):
+    if facts.flags and facts.flags.get("customer_facing"):
         candidates.append(("customer_segment", " (customer-facing)", ["flag customer_facing"]))
     if candidates:
         table = t.factor_points["customer_impact"]

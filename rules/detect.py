@@ -138,7 +138,8 @@ def detect_environment(facts: TaskFacts, policy: ScoringPolicy,
             notes.append(f"environment label '{facts.environment_label}' is not one we know; "
                          "judged from other signals")
     structured, text = _signals(facts, policy, plan, opened)
-    critical = label_kind == "production_critical" or facts.flags.get("critical", False)
+    critical = label_kind == "production_critical" or (
+        facts.flags.get("critical", False) if facts.flags else False)
     multi_region_label = label_kind == "production_multi_region"
 
     if label_kind:
@@ -146,8 +147,10 @@ def detect_environment(facts: TaskFacts, policy: ScoringPolicy,
         structured = [_signal(environment, 20, f"environment '{facts.environment_label}'"),
                       *structured]
         if len(structured) == 1:  # the label alone: nothing to weigh against it
+            if text:
+                structured += text
             return _environment_finding(environment, critical, multi_region_label, 1.0,
-                                        structured + text, notes)
+                                        structured, notes)
         contrary = [s for s in structured[1:] if s.environment == "production"
                     and environment != "production"]
         if contrary:

@@ -75,8 +75,8 @@ def _pattern_signals(out: list[Signal], kind: str, values: list[str], patterns: 
     and path)."""
     for value in values:
         host = _SCHEME.sub("", value).split("/")[0] if kind == "hostname" else value
-        for env, rx in patterns.compiled.items():
-            if rx.search(host):
+        for env, search in patterns.searches:
+            if search(host):
                 out.append(_signal(env, patterns.weight, f"{kind} {value}"))
                 break
 

@@ -141,6 +141,13 @@ class PatternSet(Strict):
         return {env: rx for env in ENVIRONMENTS
                 if (rx := compile_any(getattr(self, env))) is not None}
 
+    @cached_property
+    def searches(self) -> tuple[tuple[str, object], ...]:
+        """(environment, search) in `compiled`'s order: the bare regex's search where the
+        gated pattern has no literals (its search would only call it)."""
+        return tuple((env, rx.regex.search if rx.literals is None else rx.search)
+                     for env, rx in self.compiled.items())
+
 
 class EnvVarRules(Strict):
     names: list[str]

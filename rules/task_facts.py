@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -213,14 +212,6 @@ def _walk(document: dict[str, Any], prefix: str = "") -> Any:
                 raise InputError("input.schema", f"{_where(path)}: expected an object")
 
 
-def _known_fields(task: dict[str, Any]) -> Iterable[tuple[str, Any]]:
-    """_walk's (path, value) pairs, as a plain list for the flat tasks most masters send (a
-    nested one is walked as it is read, so the first bad field is still the one reported)."""
-    if NESTED.isdisjoint(task):
-        return [(key, value) for key, value in task.items() if key in FIELD_TABLE]
-    return _walk(task)
-
-
 def task_identity(task: dict[str, Any]) -> str:
     given = task.get("task_id", task.get("id"))
     if given is not None and (isinstance(given, bool) or not isinstance(given, (str, int))):
@@ -241,8 +232,12 @@ def read_task(task: Any, task_id: str | None = None) -> TaskFacts:
     mappings: dict[str, dict[str, str]] = {}
     flags: dict[str, bool] = {}
     customers: int | None = None
-    for path, value in _known_fields(task):
-        attribute, kind, priority = READERS[path]
+    flat = NESTED.isdisjoint(task)  # most masters' tasks: no nested object to walk
+    for path, value in task.items() if flat else _walk(task):
+        reader = READERS.get(path)
+        if reader is None:  # a field we do not know (kept, see extra_fields)
+            continue
+        attribute, kind, priority = reader
         if kind == "strings":  # and "text"
             if value is not None:
                 if value.__class__ is str:  # the usual case, as _strings reads it

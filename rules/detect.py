@@ -53,18 +53,23 @@ class Findings:
     notes: list[str] = field(default_factory=list)
 
 
+_new = object.__new__
+
+
 def _signal(environment: str, weight: int, evidence: str) -> Signal:
-    return frozen_instance(Signal, {"environment": environment, "weight": weight,
-                                    "evidence": evidence})
+    signal = _new(Signal)  # frozen_instance, inlined: made ~1.6 times a decision
+    signal.__dict__.update(environment=environment, weight=weight, evidence=evidence)
+    return signal
 
 
 def _environment_finding(environment: str, critical: bool, multi_region_label: bool,
                          confidence: float, signals: list[Signal], notes: list[str]
                          ) -> EnvironmentFinding:
-    return frozen_instance(EnvironmentFinding, {
-        "environment": environment, "critical": critical,
-        "multi_region_label": multi_region_label, "confidence": confidence,
-        "signals": signals, "notes": notes})
+    finding = _new(EnvironmentFinding)  # frozen_instance, inlined
+    finding.__dict__.update(
+        environment=environment, critical=critical, multi_region_label=multi_region_label,
+        confidence=confidence, signals=signals, notes=notes)
+    return finding
 
 
 _SCHEME = re.compile(r"^[a-z]+://")
@@ -404,8 +409,8 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
     data = _match_categories(policy.data, policy.data_name_index, facts.data_types, data_names,
                              facts.text, plan.data_search_set, plan, opened)
     known = policy.known_data_names
-    unknown_data = [d for d, name in zip(facts.data_types, data_names, strict=True)
-                    if name not in known] if data_names else []
+    unknown_data = [d for d, name in zip(facts.data_types, data_names)
+                    if name not in known] if data_names and not known.issuperset(data_names) else []
     if unknown_data:
         notes.append(f"data types not recognised: {', '.join(unknown_data)}; scored as internal")
 
@@ -422,8 +427,9 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
     read_only = read_only and not operations
 
     deploy_names = policy.deploy.name_set
-    deploys = [o for o, name in zip(facts.operations, operation_names, strict=True)
-               if name in deploy_names] if operation_names else []
+    deploys = [o for o, name in zip(facts.operations, operation_names)
+               if name in deploy_names] if operation_names and not deploy_names.isdisjoint(
+                   operation_names) else []
     if "deploy" in opened and (m := plan.regex["deploy"].search(facts.text)):
         deploys.append(f"text '{m.group(0)}'")
 

@@ -39,6 +39,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.kafka_common import bootstrap_from_env, create_topics, delete_topics
+from bench.kafka_common import percentiles as _percentiles
+
 DEFAULT_TASKS = 5_000
 DEFAULT_RATE = 1_000
 DEFAULT_SECONDS = 10
@@ -48,14 +51,16 @@ TARGET_RATIO = 0.5
 TARGET_P99_MS = 250.0
 
 
-def bootstrap_from_env() -> str:
-    value = os.environ.get("CERTIFY_KAFKA_BOOTSTRAP", "").strip()
-    if not value:
-        path = Path(".cache/kafka/bootstrap")
-        value = path.read_text().strip() if path.exists() else ""
-    if not value:
-        sys.exit("kafka_bench: set CERTIFY_KAFKA_BOOTSTRAP (scripts/kafka.sh start)")
-    return value
+async def create(bootstrap: str, names: list[str]) -> None:
+    from streams.topics import MAX_MESSAGE_BYTES
+
+    await create_topics(bootstrap, names, PARTITIONS,
+                        {"max.message.bytes": str(MAX_MESSAGE_BYTES)})
+
+
+def percentiles(values: list[float]) -> tuple[float, ...]:
+    """p50, p99, max (nearest rank)."""
+    return _percentiles(values, 0.5, 0.99)
 
 
 def records(count: int, offset: int = 0) -> list[tuple[bytes, bytes]]:
@@ -70,31 +75,8 @@ def records(count: int, offset: int = 0) -> list[tuple[bytes, bytes]]:
     return out
 
 
-async def create(bootstrap: str, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    from streams.topics import MAX_MESSAGE_BYTES
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, PARTITIONS, 1, topic_configs={
-            "max.message.bytes": str(MAX_MESSAGE_BYTES)}) for n in names])
-    finally:
-        await admin.close()
 
 
-async def delete(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 async def preload(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]]) -> None:
@@ -353,13 +335,6 @@ async def run_load(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(out)
 
 
-def percentiles(values: list[float]) -> tuple[float, float, float]:
-    if not values:
-        return (float("nan"),) * 3
-    ordered = sorted(values)
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-    return at(0.50), at(0.99), ordered[-1]
 
 
 # ---- the runs -----------------------------------------------------------------------------------
@@ -394,7 +369,7 @@ async def throughput(bootstrap: str, tasks: int, base: Path, repeat: int
             rate = tasks / await forward_loop(bootstrap, src, out, tasks, certify=certify)
             note_cpu(name, time.process_time() - started)
             results[name] = max(results[name], rate)
-        await delete(bootstrap, f"kb-{run}")
+        await delete_topics(bootstrap, f"kb-{run}")
         prefix = f"kb-{run}-w"
         from streams.topics import TopicNames, ensure_topics
 
@@ -409,7 +384,7 @@ async def throughput(bootstrap: str, tasks: int, base: Path, repeat: int
             note_cpu("worker: projector process", worker.projector_cpu())
             assert worker.first_batch is not None and worker.entries >= total
             results["worker"] = max(results["worker"], tasks / (finished - worker.first_batch))
-        await delete(bootstrap, prefix)
+        await delete_topics(bootstrap, prefix)
         print(f"  run {attempt + 1}: " + ", ".join(f"{k} {v:,.0f}/s" for k, v in
                                                     results.items()), flush=True)
     return results, cpu
@@ -431,7 +406,7 @@ async def latency(bootstrap: str, rate: int, seconds: int, base: Path) -> dict[s
                              "decisions_only": False, "timeout": 60})
     stop.set()
     await loop_task
-    await delete(bootstrap, f"kb-{run}-l")
+    await delete_topics(bootstrap, f"kb-{run}-l")
     sent = result["sent"]
     out["forward"] = [(result["seen"][sink][k] - sent[k]) * 1000 for k in keys
                       if k in result["seen"][sink]]
@@ -448,7 +423,7 @@ async def latency(bootstrap: str, rate: int, seconds: int, base: Path) -> dict[s
         while len(worker.projected) < len(keys) and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
         projected = dict(worker.projected)
-    await delete(bootstrap, prefix)
+    await delete_topics(bootstrap, prefix)
     sent, seen = result["sent"], result["seen"]
     decided, entry = seen[names["decisions"]], seen[names["ledger"]]
     out["decision"] = [(decided[k] - sent[k]) * 1000 for k in keys if k in decided]
@@ -488,7 +463,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(asyncio.run(load_child(json.loads(sys.stdin.read())))))
         return
-    bootstrap = bootstrap_from_env()
+    bootstrap = bootstrap_from_env("kafka_bench")
     print(f"kafka_bench: broker {bootstrap}, {PARTITIONS} partitions, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="kafka-bench-") as tmp:

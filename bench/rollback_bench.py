@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import gc
 import json
-import math
 import os
 import subprocess
 import sys
@@ -41,6 +40,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.kafka_common import bootstrap_from_env, create_topics, delete_topics
+from bench.kafka_common import percentiles as _percentiles
+
 PARTITIONS = 4
 DEFAULT_RATE = 5_000
 DEFAULT_SECONDS = 30
@@ -50,14 +52,13 @@ TARGET_P99_MS = 1_000.0
 FAILING_TRIGGER = "consecutive_health_check_failures"
 
 
-def bootstrap_from_env() -> str:
-    value = os.environ.get("CERTIFY_KAFKA_BOOTSTRAP", "").strip()
-    if not value:
-        path = Path(".cache/kafka/bootstrap")
-        value = path.read_text().strip() if path.exists() else ""
-    if not value:
-        sys.exit("rollback_bench: set CERTIFY_KAFKA_BOOTSTRAP (scripts/kafka.sh start)")
-    return value
+async def create(bootstrap: str, names: list[str]) -> None:
+    await create_topics(bootstrap, names, PARTITIONS)
+
+
+def percentiles(values: list[float]) -> tuple[float, ...]:
+    """p50, p90, p99, max (nearest rank)."""
+    return _percentiles(values, 0.5, 0.9, 0.99)
 
 
 # ---- the flow -----------------------------------------------------------------------------------
@@ -196,28 +197,8 @@ async def run_load(spec: dict[str, Any]) -> dict[str, Any]:
 # ---- topics, baseline, worker -----------------------------------------------------------------
 
 
-async def create(bootstrap: str, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
-    finally:
-        await admin.close()
 
 
-async def delete(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 async def forward_loop(bootstrap: str, source: str, sink: str, stop: asyncio.Event,
@@ -246,16 +227,6 @@ async def forward_loop(bootstrap: str, source: str, sink: str, stop: asyncio.Eve
         await consumer.stop()
 
 
-def percentiles(values: list[float]) -> tuple[float, float, float, float]:
-    """p50, p90, p99, max (nearest rank)."""
-    if not values:
-        return (float("nan"),) * 4
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-    return at(0.50), at(0.90), at(0.99), ordered[-1]
 
 
 async def baseline(bootstrap: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -274,7 +245,7 @@ async def baseline(bootstrap: str, spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         stop.set()
         await loop
-        await delete(bootstrap, f"rb-{run}")
+        await delete_topics(bootstrap, f"rb-{run}")
     return result
 
 
@@ -335,7 +306,7 @@ async def worker(bootstrap: str, spec: dict[str, Any], directory: Path) -> dict[
     finally:
         await asyncio.wait_for(app.stop(), 60)
         await runtime.aclose()
-        await delete(bootstrap, prefix)
+        await delete_topics(bootstrap, prefix)
     return result
 
 
@@ -375,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(asyncio.run(load_child(json.loads(sys.stdin.read())))))
         return
-    bootstrap = bootstrap_from_env()
+    bootstrap = bootstrap_from_env("rollback_bench")
     spec = {"bootstrap": bootstrap, "rate": args.rate, "seconds": args.seconds,
             "keys": args.keys, "breaches": args.breaches, "timeout": 60}
     print(f"rollback_bench: broker {bootstrap}, {PARTITIONS} partitions, {os.cpu_count()} "

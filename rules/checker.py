@@ -261,12 +261,6 @@ def _factor(points: dict[str, int], factor: str, value: str, rule_suffix: str,
             "rule": f"factors.{factor}.{value}{rule_suffix}", "evidence": evidence}
 
 
-def _score_environment(t: CheckerTables, f: Findings) -> dict[str, Any]:
-    env = f.environment
-    return _factor(t.factor_points["environment"], "environment", env.environment, "",
-                   [s.evidence for s in env.signals][:5] or ["assumed"])
-
-
 def _score_reversibility(t: CheckerTables, facts: TaskFacts, f: Findings, notes: list[str]
                          ) -> dict[str, Any]:
     candidates: list[tuple[str, str, list[str]]] = []  # (value, rule suffix, evidence)
@@ -486,8 +480,12 @@ def _decide(task: Any, policy: Policy, task_id: str | None) -> Decision:
     findings = detect(facts, policy.scoring, policy.framework_text, policy.framework_aliases)
     notes = [*findings.environment.notes, *findings.notes]
 
+    env = findings.environment
+    environment = env.environment
     factors = [
-        _score_environment(t, findings),
+        {"factor": "environment", "points": t.factor_points["environment"][environment],
+         "value": environment, "rule": f"factors.environment.{environment}",
+         "evidence": [s.evidence for s in env.signals][:5] or ["assumed"]},
         _score_reversibility(t, facts, findings, notes),
         _score_data(t, findings, notes),
         _factor(t.factor_points["impact_scope"], "impact_scope",

@@ -220,7 +220,8 @@ class TextPlan:
 
     finder: Any  # findall of the literals' trie: at each position, the longest one there
     opens_found: dict[str, frozenset[str]]  # a literal the finder returns -> what it opens
-    opens_operations_found: dict[str, frozenset[str]]  # the same, operation searches only
+    operation_finder: Any  # the same over the operation literals alone
+    opens_operations_found: dict[str, frozenset[str]]  # its literal -> the operation searches
     operation_literal_length: int  # the longest operation literal
     data_search_set: frozenset[str]  # the searches of data_searches
     operation_search_set: frozenset[str]
@@ -245,9 +246,18 @@ class TextPlan:
             # The operation literals in the rest (any starting in the text's last characters)
             opens = self.opens_operations_found
             start = len(text) - self.operation_literal_length + 1
-            for literal in self.finder(operations_text[start:] if start > 0 else operations_text):
+            for literal in self.operation_finder(operations_text, start):  # pos < 0 reads as 0
                 opened |= opens[literal]
         return opened
+
+
+def _no_literal(_text: str, _pos: int = 0) -> tuple[str, ...]:
+    return ()
+
+
+def _finder(literals: tuple[str, ...]) -> Any:
+    """findall(text[, pos]) of the literals' trie, as a lookahead (overlapping matches)."""
+    return re.compile(f"(?=({_trie_pattern(literals)}))").findall if literals else _no_literal
 
 
 def _trie_pattern(literals: tuple[str, ...]) -> str:
@@ -315,14 +325,14 @@ def _build_plan(policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]
     every_search = {literal: (*opens.get(literal, ()), *opens_operations.get(literal, ()))
                     for literal in all_literals}
     return TextPlan(
-        finder=re.compile(f"(?=({_trie_pattern(all_literals)}))").findall if all_literals
-        else lambda _text: (),
+        finder=_finder(all_literals),
         opens_found={found: frozenset(search for literal in all_literals if literal in found
                                       for search in every_search[literal])
                      for found in all_literals},
+        operation_finder=_finder(tuple(sorted(opens_operations))),
         opens_operations_found={found: frozenset(
-            search for literal in all_literals if literal in found
-            for search in opens_operations.get(literal, ())) for found in all_literals},
+            search for literal in opens_operations if literal in found
+            for search in opens_operations[literal]) for found in opens_operations},
         operation_literal_length=max(map(len, opens_operations), default=1),
         data_search_set=frozenset(data.values()),
         operation_search_set=frozenset(operations.values()),

@@ -240,18 +240,27 @@ def _build_tables(policy: Policy) -> CheckerTables:
 
 
 _tables: dict[int, tuple[Policy, CheckerTables]] = {}
+_last_tables: tuple[Any, Any] = (None, None)
 
 
 def tables_for(policy: Policy) -> CheckerTables:
     """The policy's tables, built on first use (policies are immutable; a handful per process)."""
+    last = _last_tables  # the one asked for last: one identity test, no id() and lookup
+    if last[0] is policy:
+        return last[1]
     found = _tables.get(id(policy))
-    if found is not None and found[0] is policy:
-        return found[1]
-    if len(_tables) >= 8:
-        _tables.clear()
-    tables = _build_tables(policy)
-    _tables[id(policy)] = (policy, tables)  # holding the policy keeps its id from being reused
-    return tables
+    if found is None or found[0] is not policy:
+        if len(_tables) >= 8:
+            _tables.clear()
+        found = (policy, _build_tables(policy))
+        _tables[id(policy)] = found  # holding the policy keeps its id from being reused
+    _remember_tables(found)
+    return found[1]
+
+
+def _remember_tables(found: tuple[Policy, CheckerTables]) -> None:
+    global _last_tables  # a one-entry cache in front of _tables
+    _last_tables = found
 
 
 def _factor(points: dict[str, int], factor: str, value: str, rule_suffix: str,

@@ -354,18 +354,27 @@ def _build_plan(policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]
 _UNESCAPE = re.compile(r"\\(.)")
 _NO_FRAMEWORKS: dict[str, re.Pattern[str]] = {}
 _plans: dict[tuple[int, int], tuple[ScoringPolicy, dict[str, re.Pattern[str]], TextPlan]] = {}
+_last_plan: tuple[Any, Any, Any] = (None, None, None)
 
 
 def text_plan(policy: ScoringPolicy, framework_text: dict[str, re.Pattern[str]]) -> TextPlan:
     """The plan of one policy, built on first use (policies are immutable, a few per process)."""
+    last = _last_plan  # the one asked for last: one identity test, no key to build and hash
+    if last[0] is policy and last[1] is framework_text:
+        return last[2]
     found = _plans.get((id(policy), id(framework_text)))
-    if found is not None and found[0] is policy and found[1] is framework_text:
-        return found[2]
-    if len(_plans) >= 8:
-        _plans.clear()
-    plan = _build_plan(policy, framework_text)
-    _plans[(id(policy), id(framework_text))] = (policy, framework_text, plan)  # ids not reused
-    return plan
+    if found is None or found[0] is not policy or found[1] is not framework_text:
+        if len(_plans) >= 8:
+            _plans.clear()
+        found = (policy, framework_text, _build_plan(policy, framework_text))
+        _plans[(id(policy), id(framework_text))] = found  # holding them: ids not reused
+    _remember_plan(found)
+    return found[2]
+
+
+def _remember_plan(found: tuple[ScoringPolicy, dict[str, re.Pattern[str]], TextPlan]) -> None:
+    global _last_plan  # a one-entry cache in front of _plans
+    _last_plan = found
 
 
 def _match_categories(table: dict[str, MatchRules], name_index: dict[str, tuple[str, ...]],
@@ -415,7 +424,7 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
     opened = plan.opened_by(facts.text, operations_text)
     environment = detect_environment(facts, policy, (plan, opened))
 
-    data_names = [normalise_name(d) for d in facts.data_types] if facts.data_types else []
+    data_names = list(map(normalise_name, facts.data_types)) if facts.data_types else []
     data = _match_categories(policy.data, policy.data_name_index, facts.data_types, data_names,
                              facts.text, plan.data_search_set, plan, opened)
     known = policy.known_data_names
@@ -424,7 +433,7 @@ def detect(facts: TaskFacts, policy: ScoringPolicy, framework_text: dict[str, re
     if unknown_data:
         notes.append(f"data types not recognised: {', '.join(unknown_data)}; scored as internal")
 
-    operation_names = [normalise_name(o) for o in facts.operations] if facts.operations else []
+    operation_names = list(map(normalise_name, facts.operations)) if facts.operations else []
     operations = _match_categories(policy.operations, policy.operation_name_index,
                                    facts.operations, operation_names, operations_text,
                                    plan.operation_search_set, plan, opened)

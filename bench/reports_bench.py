@@ -297,23 +297,25 @@ def time_reports(db: Path, repeat: int) -> dict[str, Any]:
                 cursor = con.cursor()
                 context = ReportContext(governance=policy.governance, now=end + timedelta(days=2),
                                         proofs="none", want_json=True, lazy=True)
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), time.process_time()
                 document = build_report(cursor, framework(key), start, end, context=context)
                 built = time.perf_counter() - t
                 # the JSON as the CLI writes it (and signs and registers it): built with the
                 # document (its lines and entries as DuckDB's JSON text)
                 text = context.json_bytes or render(document, "json").encode()
                 total = time.perf_counter() - t
+                cpu = time.process_time() - cpu  # this process, every DuckDB thread
                 cursor.close()
                 if best is None or total < best["total_s"]:
-                    best = {"build_s": built, "total_s": total,
+                    best = {"build_s": built, "total_s": total, "cpu_s": cpu,
                             "population": document["population"]["count"],
                             "exceptions": document["exceptions"]["count"],
                             "json_bytes": len(text)}
             assert best is not None
             best["vs_full_scan"] = best["total_s"] / baseline
             results["reports"][f"{key}/{period}"] = best
-            print(f"  {key}/{period}: {best['total_s']:.2f} s, {best['population']:,} changes",
+            print(f"  {key}/{period}: {best['total_s']:.2f} s ({best['cpu_s']:.2f} CPU-s), "
+                  f"{best['population']:,} changes",
                   file=sys.stderr, flush=True)
     con.close()
     return results
@@ -514,10 +516,11 @@ def main(argv: list[str] | None = None) -> int:
               f"(generated with SQL in {g['seconds']:.0f} s)")
         print(f"baseline: a full scan of events (two columns) "
               f"{out['baseline_full_scan_s'] * 1000:.0f} ms")
-        print(f"{'report':<18}{'build s':>9}{'+json s':>9}{'changes':>9}{'exceptions':>11}"
+        print(f"{'report':<18}{'build s':>9}{'+json s':>9}{'CPU s':>7}{'changes':>9}{'exceptions':>11}"
               f"{'x scan':>8}  under {TARGET_SECONDS:g} s")
         for name, r in out["reports"].items():
-            print(f"{name:<18}{r['build_s']:>9.2f}{r['total_s']:>9.2f}{r['population']:>9,}"
+            print(f"{name:<18}{r['build_s']:>9.2f}{r['total_s']:>9.2f}{r['cpu_s']:>7.2f}"
+                  f"{r['population']:>9,}"
                   f"{r['exceptions']:>11,}{r['vs_full_scan']:>8.1f}  "
                   f"{'yes' if r['total_s'] < TARGET_SECONDS else 'NO'}")
     if "real" in out:

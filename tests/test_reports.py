@@ -296,3 +296,45 @@ def test_the_json_written_is_the_document(history, extra):
                              k: v for k, v in extra.items() if k != "lazy"}))
     for key in ("population", "exceptions", "sample", "sections", "evidence"):
         assert document[key] == plain[key]
+
+
+def test_a_decision_long_before_the_period_still_scopes_its_change(tmp_path):
+    """Reports read the decisions of the 30 days before the period by time (row groups
+    skipped) and look for any other named decision wherever it is: a change whose decision is
+    45 days older than its request is in scope, with its tags and its decision's data classes."""
+    from datetime import timedelta
+
+    from tests.test_permit_kit import Clock
+    from tests.test_reports_kit import MASTER, T0, History, register_all
+
+    h = History(tmp_path, clock=Clock(T0 - timedelta(days=45)))
+    try:
+        register_all(h.pipe)
+        h.pipe.record(MASTER.registration())
+        # a HIPAA-tagged change, and one whose PII only its decision finds (its request names
+        # no data class): GDPR scopes it through the decision's minimums and factors
+        hipaa_decision = h.certify(3, compliance=["HIPAA"], data_classes=["phi"])
+        pii_decision = h.certify(3, data_classes=["pii"])
+        h.later(45 * 24 * 60)
+        views = {}
+        for label, decision, data in (("hipaa", hipaa_decision, ["phi"]),
+                                      ("gdpr", pii_decision, None)):
+            view = h.approve(h.request(decision, **({"data_classes": data} if data else {})))
+            assert h.authorize(view, "deploy")["allowed"]
+            h.execute(view["permit_id"], outcome={"services_touched": ["api"]})
+            views[label] = view["permit_id"]
+        h.checkpoint()
+        docs = {fw: build_report(h.runner.projector.cursor(), framework(fw), *PERIOD,
+                                 context=context(h)) for fw in FRAMEWORK_KEYS}
+        lines = {fw: {line["change_id"]: line for line in d["population"]["changes"]}
+                 for fw, d in docs.items()}
+        assert set(lines["soc2"]) == set(views.values())
+        assert set(lines["hipaa"]) == {views["hipaa"]}
+        assert set(lines["gdpr"]) == {views["gdpr"]}
+        assert set(lines["sox"]) == set(lines["pci"]) == set()
+        assert lines["hipaa"][views["hipaa"]]["frameworks"] == ["HIPAA"]
+        assert lines["soc2"][views["gdpr"]]["data_classes"] == ["pii"]
+        assert lines["soc2"][views["hipaa"]]["decision_level"] == 3
+        assert not any(d["exceptions"]["items"] for d in docs.values())
+    finally:
+        h.close()

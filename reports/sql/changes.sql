@@ -3,7 +3,8 @@
 --   emergency    an emergency override that was granted, at its (signed) request time
 --   unpermitted  an execution reported under no known permit (not a Level 0 task's), at its
 --                first report: a "ticketless" change
--- _params (one row, columns p_*): see reports/build.py.
+-- _params (one row, columns p_*): see reports/build.py; {start}, {end}: the period as
+-- TIMESTAMPTZ constants (so the scans skip row groups outside it).
 -- (time, ledger position) as one number, for "the first/last by time, then ledger order"
 -- (arg_min over a HUGEINT is much cheaper than over a struct; positions are < 10^13)
 CREATE OR REPLACE TEMP MACRO pos_key(t, i) AS (epoch_us(t)::HUGEINT * 10000000000000 + i);
@@ -12,16 +13,42 @@ CREATE OR REPLACE TEMP MACRO nonempty(j) AS
 
 -- Decisions that put a change in scope (tagged with the framework, or finding its data
 -- classes): the permits of the others are not even read (SOC 2 takes every change anyway).
+-- Only the decisions the period's requests name are looked at (r_named_ids). A decision comes
+-- before its request: first those of the 30 days before and in the period (a constant time
+-- range: the scan skips the row groups of other times), then any named that this did not
+-- find, wherever they are (a full scan only when there are some: with none to look for,
+-- DuckDB's join filter skips the row groups). A decision's factors and minimums are rows of
+-- its entry (its event id, time and position): only the time range of those decisions is
+-- read.
+CREATE OR REPLACE TEMP TABLE r_named_ids AS
+SELECT DISTINCT r.decision_event_id AS event_id FROM r_permit_requests r, _params p
+WHERE NOT p.p_all_changes AND r.occurred_at >= {start} AND r.occurred_at < {end}
+  AND r.decision_event_id IS NOT NULL;
+CREATE OR REPLACE TEMP TABLE r_named AS
+SELECT d.event_id, d.compliance_frameworks, d.occurred_at
+FROM r_decisions d SEMI JOIN r_named_ids n ON d.event_id = n.event_id
+WHERE d.occurred_at >= {start} - INTERVAL 30 DAY AND d.occurred_at < {end};
+INSERT INTO r_named
+SELECT d.event_id, d.compliance_frameworks, d.occurred_at
+FROM r_decisions d
+SEMI JOIN (SELECT event_id FROM r_named_ids
+           WHERE event_id NOT IN (SELECT event_id FROM r_named)) n ON d.event_id = n.event_id;
 CREATE OR REPLACE TEMP TABLE r_scoped AS
-SELECT d.event_id FROM r_decisions d, _params p
-WHERE NOT p.p_all_changes AND list_contains(d.compliance_frameworks, p.p_framework)
+SELECT d.event_id FROM r_named d, _params p
+WHERE list_contains(d.compliance_frameworks, p.p_framework)
 UNION
 SELECT m.event_id FROM r_minimums m, _params p
-WHERE NOT p.p_all_changes AND len(p.p_classes) > 0 AND m.rule LIKE 'minimum.data.%'
+WHERE len(p.p_classes) > 0 AND m.rule LIKE 'minimum.data.%'
+  AND m.event_id IN (SELECT event_id FROM r_named_ids)
+  AND m.occurred_at BETWEEN (SELECT min(occurred_at) FROM r_named)
+                        AND (SELECT max(occurred_at) FROM r_named)
   AND list_contains(p.p_classes, lower(replace(m.rule, 'minimum.data.', '')))
 UNION
 SELECT f.event_id FROM r_factors f, _params p
-WHERE NOT p.p_all_changes AND len(p.p_classes) > 0 AND f.factor = 'data_sensitivity'
+WHERE len(p.p_classes) > 0 AND f.factor = 'data_sensitivity'
+  AND f.event_id IN (SELECT event_id FROM r_named_ids)
+  AND f.occurred_at BETWEEN (SELECT min(occurred_at) FROM r_named)
+                        AND (SELECT max(occurred_at) FROM r_named)
   AND list_contains(p.p_classes, lower(f.value));
 
 CREATE OR REPLACE TEMP TABLE r_candidates AS
@@ -33,7 +60,7 @@ WITH prm AS (
            r.partition AS request_partition, r.ledger_index AS request_index,
            NULL::VARCHAR AS named_permit, NULL::TIMESTAMPTZ AS review_due_at
     FROM r_permit_requests r, _params p
-    WHERE r.occurred_at >= p.p_start AND r.occurred_at < p.p_end
+    WHERE r.occurred_at >= {start} AND r.occurred_at < {end}
       AND (p.p_all_changes OR r.decision_event_id IN (SELECT event_id FROM r_scoped)
            OR list_has_any(list_transform(coalesce(r.data_classes, []::VARCHAR[]),
                                           lambda x: lower(x)), p.p_classes))
@@ -57,14 +84,14 @@ WITH prm AS (
            o.partition AS request_partition, o.ledger_index AS request_index,
            NULL::VARCHAR AS named_permit, g.review_due_at
     FROM r_overrides o JOIN granted g USING (override_id), _params p
-    WHERE o.stage = 'requested' AND o.occurred_at >= p.p_start AND o.occurred_at < p.p_end
+    WHERE o.stage = 'requested' AND o.occurred_at >= {start} AND o.occurred_at < {end}
     QUALIFY row_number() OVER (PARTITION BY o.override_id
                                ORDER BY o.occurred_at, o.ledger_index) = 1
 ), exe_raw AS (
     -- executions with a report in the period, under no known permit
     SELECT x.* FROM r_executions x
     WHERE x.execution_id IN (SELECT y.execution_id FROM r_executions y, _params p
-                             WHERE y.occurred_at >= p.p_start AND y.occurred_at < p.p_end)
+                             WHERE y.occurred_at >= {start} AND y.occurred_at < {end})
       AND NOT EXISTS (SELECT 1 FROM r_permit_requests r WHERE r.permit_id = x.permit_id)
       AND NOT EXISTS (SELECT 1 FROM r_overrides o WHERE o.override_id = x.permit_id)
 ), exe AS (
@@ -91,27 +118,42 @@ WITH prm AS (
                FROM r_decisions WHERE task_id IN (SELECT task_id FROM exe_raw)
                GROUP BY task_id) d ON d.task_id = e.task_id
     CROSS JOIN _params p
-    WHERE e.changed_at >= p.p_start AND e.changed_at < p.p_end
+    WHERE e.changed_at >= {start} AND e.changed_at < {end}
 )
 SELECT * FROM prm
 UNION ALL BY NAME SELECT * FROM ovr
 UNION ALL BY NAME SELECT * FROM exe_in;
 
 -- The candidates' decisions, read once (the small side is the one hashed: a semi join,
--- probed by the decisions' scan, never a hash table over every decision).
+-- probed by the decisions' scan, never a hash table over every decision). A decision comes
+-- before its request: first those of the 30 days before and in the period (a constant time
+-- range: the scan skips the other row groups), then any the candidates name that this did
+-- not find, wherever they are (a full scan only when there are some: with none to look
+-- for, DuckDB's join filter skips the row groups).
 CREATE OR REPLACE TEMP TABLE c_decisions AS
-SELECT d.* FROM r_decisions d SEMI JOIN r_candidates c ON d.event_id = c.decision_event_id;
+SELECT d.* FROM r_decisions d SEMI JOIN r_candidates c ON d.event_id = c.decision_event_id
+WHERE d.occurred_at >= {start} - INTERVAL 30 DAY AND d.occurred_at < {end};
+INSERT INTO c_decisions
+SELECT d.* FROM r_decisions d
+SEMI JOIN (SELECT decision_event_id FROM r_candidates
+           WHERE decision_event_id IS NOT NULL
+             AND decision_event_id NOT IN (SELECT event_id FROM c_decisions)) m
+    ON d.event_id = m.decision_event_id;
 
+-- A decision's factors and minimums are rows of its entry (its event id, time and position):
+-- only the time range of the candidates' decisions is read.
 CREATE OR REPLACE TEMP TABLE r_changes AS
 WITH cls AS (
     SELECT event_id, list_distinct(list(cls)) AS classes FROM (
         SELECT m.event_id, lower(replace(m.rule, 'minimum.data.', '')) AS cls
         FROM r_minimums m SEMI JOIN r_candidates c ON m.event_id = c.decision_event_id
-        WHERE m.rule LIKE 'minimum.data.%'
+        WHERE m.rule LIKE 'minimum.data.%' AND m.occurred_at BETWEEN
+            (SELECT min(occurred_at) FROM c_decisions) AND (SELECT max(occurred_at) FROM c_decisions)
         UNION ALL
         SELECT f.event_id, lower(f.value) AS cls
         FROM r_factors f SEMI JOIN r_candidates c ON f.event_id = c.decision_event_id
-        WHERE f.factor = 'data_sensitivity' AND f.value IS NOT NULL)
+        WHERE f.factor = 'data_sensitivity' AND f.value IS NOT NULL AND f.occurred_at BETWEEN
+            (SELECT min(occurred_at) FROM c_decisions) AND (SELECT max(occurred_at) FROM c_decisions))
     GROUP BY event_id
 ), joined AS (
     SELECT c.* EXCLUDE (level), coalesce(c.level, d.level) AS level,

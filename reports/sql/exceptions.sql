@@ -58,7 +58,7 @@ SELECT * FROM (
            || coalesce(v.worker_id, '?') || ' under no permit: ' || coalesce(v.message, ''),
            v.event_id, v.partition, v.ledger_index
     FROM r_violations v, _params p
-    WHERE p.p_all_changes AND v.occurred_at >= p.p_start AND v.occurred_at < p.p_end
+    WHERE p.p_all_changes AND v.occurred_at >= {start} AND v.occurred_at < {end}
       AND NOT EXISTS (SELECT 1 FROM r_permit_requests r WHERE r.permit_id = v.permit_id)
       AND NOT EXISTS (SELECT 1 FROM r_overrides o WHERE o.override_id = v.permit_id)
     UNION ALL
@@ -67,7 +67,7 @@ SELECT * FROM (
                strftime(review_due_at, '%Y-%m-%dT%H:%M:%SZ'), ''), request_event_id,
            request_partition, request_index
     FROM ct, _params p WHERE kind = 'emergency' AND reviewed_at IS NULL
-      AND (review_due_at IS NULL OR review_due_at <= p.p_as_of)
+      AND (review_due_at IS NULL OR review_due_at <= {as_of})
     UNION ALL
     SELECT change_id, 'retention_below_requirement',
            'kept ' || retention_days || ' days; ' || p.p_framework || ' requires ' ||

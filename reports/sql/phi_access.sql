@@ -25,7 +25,7 @@ SELECT * FROM (
            CASE WHEN o.allowed THEN 'allowed' ELSE 'denied' END AS outcome,
            o.reason_code AS detail, o.event_id, o.partition, o.ledger_index
     FROM r_operations o, _params p
-    WHERE o.occurred_at >= p.p_start AND o.occurred_at < p.p_end
+    WHERE o.occurred_at >= {start} AND o.occurred_at < {end}
       AND (o.permit_id IN (SELECT permit_id FROM phi_permits)
            OR list_contains(list_transform(coalesce(
                   try(from_json(o.operation->'$.data_classes', '["VARCHAR"]')), []::VARCHAR[]),
@@ -35,7 +35,7 @@ SELECT * FROM (
            array_to_string(x.operations, ', '), x.status, x.execution_id, x.event_id,
            x.partition, x.ledger_index
     FROM r_executions x, _params p
-    WHERE x.occurred_at >= p.p_start AND x.occurred_at < p.p_end
+    WHERE x.occurred_at >= {start} AND x.occurred_at < {end}
       AND (x.permit_id IN (SELECT permit_id FROM phi_permits)
            OR x.task_id IN (SELECT task_id FROM phi_tasks))
 )

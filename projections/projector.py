@@ -1,10 +1,12 @@
-"""Ledger -> DuckDB: incremental catch-up in columnar batches, idempotent by event id.
+"""Ledger -> DuckDB: incremental catch-up in columnar batches, exactly once by ledger position.
 
 One batch = one transaction: its `events` rows, its typed rows, the signed checkpoints read
 with it and the `projection_state` move commit together, so a crash leaves either the whole
-batch or none of it, and the next catch-up resumes at the first entry not committed. Replayed
-entries (same event id) are skipped by an anti-join against `events` (and repeats within a
-batch by a window); there is no UNIQUE index behind it (see schema.py).
+batch or none of it, and the next catch-up resumes at the first entry not committed. The ledger
+holds each event once, at one position (partition, index), and `projection_state.next_index`
+says exactly how far each partition is projected: an entry below it was projected already and
+is skipped (a commit costs O(batch), never a look through `events`); an entry past it (a gap)
+is refused. A repeated event id within one batch is still projected once (a window).
 """
 
 from __future__ import annotations
@@ -22,11 +24,19 @@ from typing import Any, TypeVar, cast
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from projections.batch import RAW_STAGE_SQL, Batch, BlockBatch, EntryLike, RawBatch
+from projections.frames import CHECKPOINT_SCHEMA, checkpoint_row
 from projections.mapping import PROJECTIONS, PROJECTORS, Projection
 from projections.schema import SCHEMA_VERSION, ddl
-from projections.source import BlockSource, LedgerDirectory, RawSource, Source
+from projections.source import (
+    BlockSource,
+    CheckpointFollower,
+    LedgerDirectory,
+    RawSource,
+    Source,
+)
 
 # Entries per transaction. DuckDB writes an insert of a whole row group (122,880 rows) straight
 # to the file and only a pointer to the WAL; smaller ones go through the WAL and are written
@@ -61,21 +71,27 @@ SELECT * FROM (
                     THEN 'type ' || type || ': unknown, kept in events only' END), '') AS note
     FROM _batch) AS staged
 """
-# Event ids of the batch already projected, and repeats within the batch. Kept out of STAGE_SQL:
+# Repeats within the batch, and entries below their partition's next index (a source handing
+# out what was projected already; catch-up and project_entries never do). Kept out of STAGE_SQL:
 # an anti-join there makes DuckDB build the table on one thread (to keep the order), so the
-# envelope's JSON would be read on one core; checked apart, and rare, it costs a semi-join.
+# envelope's JSON would be read on one core. Joins `projection_state` (a row per partition),
+# never `events`: the cost does not grow with the table.
 REPEATS_SQL = """
 SELECT count(*) - count(DISTINCT event_id),
-       count(*) FILTER (WHERE event_id IN (SELECT event_id FROM events))
-FROM _new
+       count(*) FILTER (WHERE ledger_index < coalesce(s.next_index, 0))
+FROM _new LEFT JOIN projection_state s USING (partition)
 """
-DROP_PROJECTED_SQL = "DELETE FROM _new WHERE event_id IN (SELECT event_id FROM events)"
+DROP_PROJECTED_SQL = """
+DELETE FROM _new WHERE EXISTS (SELECT 1 FROM projection_state s
+    WHERE s.partition = _new.partition AND _new.ledger_index < s.next_index)
+"""
 # The signed checkpoints read with a batch; one seen again (a catch-up resumes at the entry
 # before its first, to meet the checkpoint written after it) is not inserted twice.
 CHECKPOINTS_SQL = """
 INSERT INTO checkpoints BY NAME
 SELECT c.*, (SELECT min(e.occurred_at) FROM events e
-             WHERE e.partition = c.partition AND e.ledger_index = c.size - 1) AS last_entry_at
+             WHERE e.partition = c.partition AND e.ledger_index = c.size - 1
+               AND e.ledger_index BETWEEN {low} AND {high}) AS last_entry_at
 FROM _checkpoints c
 WHERE NOT EXISTS (SELECT 1 FROM checkpoints k
                   WHERE k.partition = c.partition AND k.size = c.size AND k.note = c.note)
@@ -93,7 +109,7 @@ class ProjectionStats:
 
     entries: int = 0  # ledger entries read
     inserted: int = 0  # new rows in `events`
-    duplicates: int = 0  # entries whose event id was already projected
+    duplicates: int = 0  # entries projected before (below next_index), repeats in a batch
     noted: int = 0  # inserted rows that carry a note (unknown type, unreadable payload)
     batches: int = 0
     seconds: float = 0.0
@@ -173,6 +189,12 @@ class Projector:
         except BaseException:
             self.con.close()
             raise
+        # partition -> next index committed by this Projector (or found in `events` for a
+        # partition `projection_state` had no row for): DuckDB lets one process write the
+        # file, so this stays exact, and a lost state row cannot let entries in twice.
+        self._known: dict[int, int] = {}
+        self._checkpoints = CheckpointFollower(self.ledger_dir, check_hashes=check_hashes)
+        self._waiting: dict[int, list[tuple[int, str]]] = {}  # read, entries not projected yet
 
     # ---- reading the ledger ---------------------------------------------------------------
 
@@ -181,11 +203,28 @@ class Projector:
         return dict(self.con.execute("SELECT partition, next_index FROM projection_state")
                     .fetchall())
 
+    def positions(self, partitions: Iterable[int]) -> dict[int, int]:
+        """`next_indexes`, never below what this Projector committed; a partition without a
+        state row (a new one, or a damaged file) is looked up in `events` once (the only look
+        at `events`, and only then: it costs a scan of the table)."""
+        state = self.next_indexes()
+        missing = sorted({int(p) for p in partitions} - state.keys() - self._known.keys())
+        if missing:
+            found = dict(self.con.execute(
+                "SELECT partition, max(ledger_index) + 1 FROM events "
+                f"WHERE partition IN ({', '.join(map(str, missing))}) GROUP BY partition"
+            ).fetchall())
+            for p in missing:
+                self._known[p] = int(found.get(p) or 0)
+        for p, known in self._known.items():
+            state[p] = max(state.get(p, 0), known)
+        return state
+
     def catch_up(self) -> ProjectionStats:
         """Project every entry appended since the last catch-up, partition by partition."""
         started = time.perf_counter()
         stats = ProjectionStats()
-        positions = self.next_indexes()
+        positions = self.positions(self.source.partitions())
         if self.bulk:
             self._catch_up_blocks(positions, stats)
         elif self.raw:
@@ -258,33 +297,88 @@ class Projector:
 
     def project_entries(self, entries: Iterable[EntryLike]) -> ProjectionStats:
         """Project entries handed in (e.g. by the process that appended them, or from the
-        ledger topic). Entries below a partition's next index were projected already and are
-        skipped. An entry that also carries its stored bytes as `event_json` takes the fast
-        path (DuckDB parses them), like `catch_up`."""
+        ledger topic), in ledger order per partition. Entries below a partition's next index
+        were projected already and are skipped (a re-send); an entry past it (a gap: entries
+        in between were never handed in) is refused with `projections.gap`, after what came
+        before it is committed: `catch_up` reads the missing ones from the ledger. An entry
+        that also carries its stored bytes as `event_json` takes the fast path (DuckDB parses
+        them), like `catch_up`."""
         started = time.perf_counter()
         stats = ProjectionStats()
-        positions = self.next_indexes()
-        parsed, raw = Batch(), RawBatch()
+        positions = self.positions(())
+        batch: Batch | RawBatch = RawBatch()
         for entry in entries:
-            if entry.index < positions.get(entry.partition, 0):
+            partition, index = entry.partition, entry.index
+            expected = positions.get(partition)
+            if expected is None:  # no state row: looked up once
+                expected = positions[partition] = self.positions([partition]).get(partition, 0)
+            if index < expected:
                 stats.entries += 1
                 stats.duplicates += 1
                 continue
+            if index > expected:
+                if len(batch):
+                    self._commit(batch, stats)
+                raise ProjectionError(
+                    f"partition {partition}: entry {index} handed in, {expected} expected "
+                    "(a gap: catch_up reads the entries in between from the ledger)",
+                    code="projections.gap")
+            positions[partition] = index + 1
             body = getattr(entry, "event_json", None)
             if isinstance(body, bytes):
-                raw.add(entry.partition, entry.index, entry.leaf_hash, body)
-                if len(raw) >= self.batch_size:
-                    self._commit(raw, stats)
-                    raw = RawBatch()
+                if not isinstance(batch, RawBatch):  # kept in order: commit the other kind
+                    self._commit(batch, stats)
+                    batch = RawBatch()
+                batch.add(partition, index, entry.leaf_hash, body)
             else:
-                parsed.add(entry)
-                if len(parsed) >= self.batch_size:
-                    self._commit(parsed, stats)
-                    parsed = Batch()
-        for batch in (raw, parsed):
-            if len(batch):
+                if not isinstance(batch, Batch):
+                    if len(batch):
+                        self._commit(batch, stats)
+                    batch = Batch()
+                batch.add(entry)
+            if len(batch) >= self.batch_size:
                 self._commit(batch, stats)
+                batch = RawBatch()
+        if len(batch):
+            self._commit(batch, stats)
         return self._finish(stats, started)
+
+    def follow_checkpoints(self) -> int:
+        """Keep `checkpoints` current when entries come by `project_entries` (which carries
+        none): the signed checkpoints the ledger wrote since the last call, read from its files
+        (only the frames appended since; at the first call, from the newest checkpoint this
+        file holds, or the whole ledger once when it holds none). A checkpoint is written once
+        the entries it covers are projected (it waits until then), so the rows are those of a
+        rebuild. Returns how many rows were added."""
+        follower = self._checkpoints
+        partitions = follower.partitions()
+        if not partitions:
+            return 0
+        if not follower.start:
+            newest = dict(self.con.execute(
+                "SELECT partition, max(size) FROM checkpoints GROUP BY partition").fetchall())
+        else:
+            newest = {}
+        for p in partitions:
+            self._waiting.setdefault(p, []).extend(follower.read(p, int(newest.get(p) or 0)))
+        positions = self.positions(partitions)
+        ready: list[dict[str, Any]] = []
+        for p, waiting in self._waiting.items():
+            covered = [note for size, note in waiting if size <= positions.get(p, 0)]
+            if covered:
+                del waiting[:len(covered)]  # in the order written: covered ones come first
+                ready.extend(row for note in covered
+                             if (row := checkpoint_row(p, note)) is not None)
+        if not ready:
+            return 0
+        before = self._count_checkpoints()
+        self._write(Batch(checkpoint_table=pa.Table.from_pylist(ready,
+                                                                schema=CHECKPOINT_SCHEMA)))
+        return self._count_checkpoints() - before
+
+    def _count_checkpoints(self) -> int:
+        row = self.con.execute("SELECT count(*) FROM checkpoints").fetchone()
+        return int(row[0]) if row else 0
 
     def _finish(self, stats: ProjectionStats, started: float) -> ProjectionStats:
         stats.seconds = time.perf_counter() - started
@@ -363,7 +457,10 @@ class Projector:
             inserted, noted = (int(counts[0]), int(counts[1])) if counts else (0, 0)
             if checkpoints is not None:
                 con.register("_checkpoints", checkpoints)
-                con.execute(CHECKPOINTS_SQL)
+                # the range lets DuckDB skip the row groups of `events` it cannot be in
+                sizes = checkpoints["size"]
+                con.execute(CHECKPOINTS_SQL.format(low=int(pc.min(sizes).as_py()) - 1,
+                                                   high=int(pc.max(sizes).as_py()) - 1))
             if next_index:
                 values = ", ".join(f"({int(p)}, {int(i)}, now())"
                                    for p, i in next_index.items())
@@ -375,6 +472,9 @@ class Projector:
         except BaseException:
             con.rollback()
             raise
+        else:
+            for p, i in next_index.items():
+                self._known[int(p)] = max(self._known.get(int(p), 0), int(i))
         finally:
             if raw:
                 con.execute("DROP VIEW IF EXISTS _batch")

@@ -11,7 +11,7 @@ from __future__ import annotations
 # 2: permit refusals/follow-ups, authorization requests, override and rollback columns, zstd.
 # 3: rollback stage reports from executors, permit expiry warnings, generated reports.
 # 4: checkpoints filled from the ledger's signed notes (new columns); events.event_id no longer
-#    carries a UNIQUE index (idempotency is the anti-join by event id; see projector.py).
+#    carries a UNIQUE index (exactly once by ledger position; see projector.py).
 SCHEMA_VERSION = 4
 
 # The big JSON columns (every payload; the task documents) compress about 10x better with zstd
@@ -32,7 +32,8 @@ TABLES: dict[str, str] = {
         next_index BIGINT NOT NULL,
         updated_at TIMESTAMPTZ NOT NULL""",
     # No UNIQUE index on event_id: keeping an ART index over every id cost a third of a bulk
-    # catch-up (insert + commit); each batch is anti-joined against `events` by event id instead.
+    # catch-up (insert + commit); an entry is projected once by its ledger position instead
+    # (`projection_state.next_index`, exact per partition; see projector.py).
     "events": """
         event_id VARCHAR NOT NULL,
         type VARCHAR,

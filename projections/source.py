@@ -131,3 +131,47 @@ def discover_partitions(directory: Path) -> list[int]:
     except (OSError, ValueError, TypeError, AttributeError):
         count = 0
     return sorted(found | set(range(count)))
+
+
+class CheckpointFollower:
+    """The signed checkpoints a ledger writes, read as they come (`ledger.scan`), for a
+    projector fed entries by other means (`Projector.project_entries`): each call reads only
+    the frames appended since the last (the entries among them hash-checked, as by catch-up),
+    an idle partition costs a stat per segment."""
+
+    def __init__(self, directory: Path, *, check_hashes: bool = True) -> None:
+        self.directory = Path(directory)
+        self.check_hashes = check_hashes
+        self.start: dict[int, int] = {}  # partition -> where the next read starts
+        self._files: dict[int, tuple[tuple[str, int, int], ...]] = {}
+        self._last: dict[int, tuple[int, set[str]]] = {}  # partition -> (size, its notes)
+
+    def partitions(self) -> list[int]:
+        return LedgerDirectory(self.directory).partitions()
+
+    def read(self, partition: int, start: int) -> list[tuple[int, str]]:
+        """(size, note) of the checkpoints of size >= `start` (the first call) or written
+        since the last call, in the order written; each handed out once."""
+        from ledger.layout import SEGMENT_SUFFIX, partition_dir
+        from ledger.scan import scan
+
+        pdir = partition_dir(self.directory, partition)
+        files = _stat(pdir, SEGMENT_SUFFIX)
+        if self._files.get(partition) == files and partition in self.start:
+            return []
+        begin = self.start.setdefault(partition, start)
+        found: list[tuple[int, str]] = []
+        size, notes = self._last.get(partition, (-1, set()))
+        for block in scan(pdir, partition, begin, check=self.check_hashes):
+            for checkpoint in block.checkpoints:
+                if checkpoint[0] < size or (checkpoint[0] == size and checkpoint[1] in notes):
+                    continue  # met again (a read resumes at the entry before its start)
+                if checkpoint[0] > size:
+                    size, notes = checkpoint[0], set()
+                notes.add(checkpoint[1])
+                found.append(checkpoint)
+            if block.next_index is not None:
+                self.start[partition] = block.next_index
+        self._last[partition] = (size, notes)
+        self._files[partition] = files
+        return found

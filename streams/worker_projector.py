@@ -9,11 +9,14 @@ projects them into DuckDB (whose one writer it is) at most once per interval, in
 transaction, without reading the ledger files. The files are read (`Projector.catch_up`) at
 start (what an earlier run appended), whenever the handed entries do not continue a partition
 exactly where DuckDB stands (the ledger's own entries, e.g. a key added, are not handed over),
-and at the end. Each commit is reported on stdout as one line, `<unix time> <partition>:<next
+and at the end. The ledger's signed checkpoints (never handed over) are read from the files as
+they are written, at most once per `--checkpoints-s` (only the frames appended since the last
+read: `Projector.follow_checkpoints`), so the `checkpoints` table stays current (the rows of a
+rebuild). Each commit is reported on stdout as one line, `<unix time> <partition>:<next
 index> ...` (the rows are committed when the line is written). End of stdin (the worker
 stopped, or died: the pipe closes with it) means: project what was handed over, one last
-catch-up from the files, the snapshot if asked for, close, exit 0. DuckDB upserts by event id,
-so nothing is projected twice.
+catch-up from the files, the snapshot if asked for, close, exit 0. The projector skips what is
+below a partition's next index (entries re-sent after a restart), so nothing is projected twice.
 
 `ProjectorProcess` is the worker's side: start (and wait until the child has caught up with
 what the ledger held, as the worker's first batch must not wait for DuckDB), hand over (never blocks the event loop: a
@@ -204,6 +207,8 @@ class _Child:
         self.out = sys.stdout.buffer
         self.next: dict[int, int] = {}
         self.from_files = 0
+        self.checkpoints_s = max(0.01, args.checkpoints_s)
+        self._checkpoints_at = float("-inf")
 
     def _report(self, next_index: dict[int, int]) -> None:
         self.next = dict(next_index)
@@ -233,6 +238,14 @@ class _Child:
             self._report(stats.next_index)
         self._maybe_snapshot()
 
+    def follow_checkpoints(self, *, force: bool = False) -> None:
+        """The checkpoints signed since the last look (once per `checkpoints_s`)."""
+        now = time.monotonic()
+        if force or now - self._checkpoints_at >= self.checkpoints_s:
+            self._checkpoints_at = now
+            if self.projector.follow_checkpoints():
+                self._stale = self.snapshot is not None
+
     def _maybe_snapshot(self, *, force: bool = False) -> None:
         if not self._stale or self.snapshot is None:
             return
@@ -247,12 +260,16 @@ class _Child:
         self.catch_up()
         self.out.write(b"ready\n")
         self.out.flush()
+        self.follow_checkpoints(force=True)  # the worker need not wait for this one
         buffer = bytearray()
         pending: list[HandedEntry] = []
         last = float("-inf")
         while True:
-            wait = None if not pending else max(0.0, last + self.interval_s - time.monotonic())
-            ready, _, _ = select.select([fd], [], [], wait)
+            now = time.monotonic()
+            wait = self._checkpoints_at + self.checkpoints_s - now
+            if pending:
+                wait = min(wait, last + self.interval_s - now)
+            ready, _, _ = select.select([fd], [], [], max(0.0, wait))
             if ready:
                 data = os.read(fd, READ_BYTES)
                 if not data:
@@ -263,9 +280,12 @@ class _Child:
                 last = time.monotonic()
                 batch, pending = pending, []
                 self.project(batch)
+            self.follow_checkpoints()
+            self._maybe_snapshot()
         if pending:
             self.project(pending)
         self.catch_up()
+        self.follow_checkpoints(force=True)
         self._maybe_snapshot(force=True)
         self.projector.close()
 
@@ -292,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duckdb-threads", type=int, default=1)
     parser.add_argument("--snapshot")
     parser.add_argument("--snapshot-interval-s", type=float, default=60.0)
+    parser.add_argument("--checkpoints-s", type=float, default=1.0,
+                        help="how often to read the checkpoints signed since (seconds)")
     args = parser.parse_args(argv)
     # Ctrl-C reaches the whole process group: the worker stops, then closes our stdin, and we
     # finish; SIGTERM (a supervisor stopping us alone) ends us (DuckDB rolls back, and the next

@@ -411,7 +411,7 @@ def test_entries_handed_over_with_their_bytes_project_like_a_catch_up(
 def test_the_same_event_twice_in_one_batch_is_projected_once(ledger_dir: Path,
                                                              db: Path) -> None:
     entry = next(iter_entries(ledger_dir, 0))
-    copy = type(entry)(1, 99, entry.leaf_hash, entry.prev_hash, entry.event)
+    copy = type(entry)(1, 0, entry.leaf_hash, entry.prev_hash, entry.event)
     with Projector(ledger_dir, db) as projector:
         stats = projector.project_entries([entry, copy])
         rows = projector.con.execute("SELECT partition, ledger_index FROM events").fetchall()
@@ -482,6 +482,54 @@ def test_incremental_in_odd_chunks_equals_a_rebuild(tmp_path: Path, db: Path) ->
     assert [(p, size, note) for p, size, *_, note, _ in incremental["checkpoints"]] == \
         stored_checkpoints(ledger_dir)
     assert snapshot(tmp_path / "rebuilt.duckdb") == incremental
+
+
+def test_entries_handed_in_with_checkpoints_followed_equal_a_rebuild(tmp_path: Path,
+                                                                    db: Path) -> None:
+    """Entries handed in (stored bytes, odd chunks, some sent twice) while the ledger is written,
+    with `follow_checkpoints` between: the same tables, checkpoints included, as one rebuild;
+    a checkpoint whose entries are not projected yet waits for them."""
+    ledger_dir = tmp_path / "ledger"
+    source = LedgerDirectory(ledger_dir)
+    sent = dict.fromkeys(range(PARTITIONS), 0)
+    appended = 0
+    with Projector(ledger_dir, db) as projector:
+        for chunk, more in ((7, 101), (1, 5), (13, 77), (64, 40)):
+            with Ledger.open(ledger_dir, signer=SIGNER, partitions=PARTITIONS,
+                             checkpoint_every=9, checkpoint_interval_s=3600) as ledger:
+                for i, event in enumerate(busy_events(appended, more)):
+                    ledger.append((i * 7) % PARTITIONS, event)
+                appended += more
+                for p in range(PARTITIONS):
+                    held = [HandedOver(p, i, h, json.loads(body), body)
+                            for i, h, body in source.raw_entries(p, 0)]
+                    # the last chunk's entries are held back: their checkpoints must wait
+                    for start in range(max(sent[p] - 3, 0), len(held) - chunk, chunk):
+                        projector.project_entries(held[start:start + chunk])
+                        sent[p] = start + chunk
+                    projector.follow_checkpoints()
+                covered = projector.con.execute(
+                    "SELECT count(*) FROM checkpoints c JOIN projection_state s USING "
+                    "(partition) WHERE c.size > s.next_index").fetchone()
+                assert covered == (0,)
+        projector.catch_up()  # the held-back tails, and the checkpoints written on close
+        projector.follow_checkpoints()
+    rebuild(ledger_dir, tmp_path / "rebuilt.duckdb")
+    incremental = snapshot(db)
+    assert [(p, size, note) for p, size, *_, note, _ in incremental["checkpoints"]] == \
+        stored_checkpoints(ledger_dir)
+    assert snapshot(tmp_path / "rebuilt.duckdb") == incremental
+
+
+def test_a_gap_in_entries_handed_in_is_refused(ledger_dir: Path, db: Path) -> None:
+    entries = list(iter_entries(ledger_dir, 0))
+    with Projector(ledger_dir, db) as projector:
+        with pytest.raises(ProjectionError) as refused:
+            projector.project_entries([entries[0], entries[2]])
+        assert refused.value.code == "projections.gap"
+        assert projector.next_indexes() == {0: 1}  # what came before the gap is committed
+        projector.catch_up()
+        assert count(projector.con, "SELECT count(*) FROM events") == ledger_size(ledger_dir)
 
 
 def test_checkpoints_are_the_ledgers_signed_notes(

@@ -24,7 +24,6 @@ from typing import Any, TypeVar, cast
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from projections.batch import RAW_STAGE_SQL, Batch, BlockBatch, EntryLike, RawBatch
 from projections.frames import CHECKPOINT_SCHEMA, checkpoint_row
@@ -90,8 +89,7 @@ DELETE FROM _new WHERE EXISTS (SELECT 1 FROM projection_state s
 CHECKPOINTS_SQL = """
 INSERT INTO checkpoints BY NAME
 SELECT c.*, (SELECT min(e.occurred_at) FROM events e
-             WHERE e.partition = c.partition AND e.ledger_index = c.size - 1
-               AND e.ledger_index BETWEEN {low} AND {high}) AS last_entry_at
+             WHERE e.partition = c.partition AND e.ledger_index = c.size - 1) AS last_entry_at
 FROM _checkpoints c
 WHERE NOT EXISTS (SELECT 1 FROM checkpoints k
                   WHERE k.partition = c.partition AND k.size = c.size AND k.note = c.note)
@@ -457,10 +455,7 @@ class Projector:
             inserted, noted = (int(counts[0]), int(counts[1])) if counts else (0, 0)
             if checkpoints is not None:
                 con.register("_checkpoints", checkpoints)
-                # the range lets DuckDB skip the row groups of `events` it cannot be in
-                sizes = checkpoints["size"]
-                con.execute(CHECKPOINTS_SQL.format(low=int(pc.min(sizes).as_py()) - 1,
-                                                   high=int(pc.max(sizes).as_py()) - 1))
+                con.execute(CHECKPOINTS_SQL)
             if next_index:
                 values = ", ".join(f"({int(p)}, {int(i)}, now())"
                                    for p, i in next_index.items())

@@ -153,7 +153,8 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
     # constant filter reaches the table scans, where DuckDB skips the row groups whose
     # min/max time lies outside it (the projections are appended in ledger order, about time
     # order); a filter against a _params column is a join condition and reads every row.
-    values = {"start": _literal(start), "end": _literal(end), "as_of": _literal(now)}
+    values = {"start": _literal(start), "end": _literal(end), "as_of": _literal(now),
+              "long_period": "true" if end - start > timedelta(days=92) else "false"}
     for name in ("changes", "timeline", "exceptions", "evidence"):
         run(con, name, values)
 

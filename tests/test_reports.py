@@ -336,5 +336,9 @@ def test_a_decision_long_before_the_period_still_scopes_its_change(tmp_path):
         assert lines["soc2"][views["gdpr"]]["data_classes"] == ["pii"]
         assert lines["soc2"][views["hipaa"]]["decision_level"] == 3
         assert not any(d["exceptions"]["items"] for d in docs.values())
+        # a period longer than a quarter scans every factor instead: the same scope
+        long = build_report(h.runner.projector.cursor(), framework("gdpr"),
+                            PERIOD[0] - timedelta(days=70), PERIOD[1], context=context(h))
+        assert [line["change_id"] for line in long["population"]["changes"]] == [views["gdpr"]]
     finally:
         h.close()

@@ -13,42 +13,44 @@ CREATE OR REPLACE TEMP MACRO nonempty(j) AS
 
 -- Decisions that put a change in scope (tagged with the framework, or finding its data
 -- classes): the permits of the others are not even read (SOC 2 takes every change anyway).
--- Only the decisions the period's requests name are looked at (r_named_ids). A decision comes
--- before its request: first those of the 30 days before and in the period (a constant time
--- range: the scan skips the row groups of other times), then any named that this did not
--- find, wherever they are (a full scan only when there are some: with none to look for,
--- DuckDB's join filter skips the row groups). A decision's factors and minimums are rows of
--- its entry (its event id, time and position): only the time range of those decisions is
--- read.
+-- The tags are one cheap scan of the decisions. Data classes (HIPAA, GDPR) are in the 5M-row
+-- factors, so for them only the decisions the period's requests name are looked at
+-- (r_named_ids, r_named). A decision comes before its request: first those of the 30 days
+-- before and in the period (a constant time range: the scan skips the row groups of other
+-- times), then any named that this did not find, wherever they are (a full scan only when
+-- there are some: with none to look for, DuckDB's join filter skips the row groups). A
+-- decision's factors and minimums are rows of its entry (its event id, time and position):
+-- only the time range of those decisions is read. For a period longer than a quarter
+-- ({long_period}: true) that costs more than one scan of all the factors, which is done instead.
 CREATE OR REPLACE TEMP TABLE r_named_ids AS
 SELECT DISTINCT r.decision_event_id AS event_id FROM r_permit_requests r, _params p
-WHERE NOT p.p_all_changes AND r.occurred_at >= {start} AND r.occurred_at < {end}
-  AND r.decision_event_id IS NOT NULL;
+WHERE NOT {long_period} AND NOT p.p_all_changes AND len(p.p_classes) > 0
+  AND r.occurred_at >= {start} AND r.occurred_at < {end} AND r.decision_event_id IS NOT NULL;
 CREATE OR REPLACE TEMP TABLE r_named AS
-SELECT d.event_id, d.compliance_frameworks, d.occurred_at
+SELECT d.event_id, d.occurred_at
 FROM r_decisions d SEMI JOIN r_named_ids n ON d.event_id = n.event_id
 WHERE d.occurred_at >= {start} - INTERVAL 30 DAY AND d.occurred_at < {end};
 INSERT INTO r_named
-SELECT d.event_id, d.compliance_frameworks, d.occurred_at
+SELECT d.event_id, d.occurred_at
 FROM r_decisions d
 SEMI JOIN (SELECT event_id FROM r_named_ids
            WHERE event_id NOT IN (SELECT event_id FROM r_named)) n ON d.event_id = n.event_id;
 CREATE OR REPLACE TEMP TABLE r_scoped AS
-SELECT d.event_id FROM r_named d, _params p
-WHERE list_contains(d.compliance_frameworks, p.p_framework)
+SELECT d.event_id FROM r_decisions d, _params p
+WHERE NOT p.p_all_changes AND list_contains(d.compliance_frameworks, p.p_framework)
 UNION
 SELECT m.event_id FROM r_minimums m, _params p
-WHERE len(p.p_classes) > 0 AND m.rule LIKE 'minimum.data.%'
-  AND m.event_id IN (SELECT event_id FROM r_named_ids)
-  AND m.occurred_at BETWEEN (SELECT min(occurred_at) FROM r_named)
-                        AND (SELECT max(occurred_at) FROM r_named)
+WHERE NOT p.p_all_changes AND len(p.p_classes) > 0 AND m.rule LIKE 'minimum.data.%'
+  AND ({long_period} OR (m.event_id IN (SELECT event_id FROM r_named_ids)
+       AND m.occurred_at BETWEEN (SELECT min(occurred_at) FROM r_named)
+                             AND (SELECT max(occurred_at) FROM r_named)))
   AND list_contains(p.p_classes, lower(replace(m.rule, 'minimum.data.', '')))
 UNION
 SELECT f.event_id FROM r_factors f, _params p
-WHERE len(p.p_classes) > 0 AND f.factor = 'data_sensitivity'
-  AND f.event_id IN (SELECT event_id FROM r_named_ids)
-  AND f.occurred_at BETWEEN (SELECT min(occurred_at) FROM r_named)
-                        AND (SELECT max(occurred_at) FROM r_named)
+WHERE NOT p.p_all_changes AND len(p.p_classes) > 0 AND f.factor = 'data_sensitivity'
+  AND ({long_period} OR (f.event_id IN (SELECT event_id FROM r_named_ids)
+       AND f.occurred_at BETWEEN (SELECT min(occurred_at) FROM r_named)
+                             AND (SELECT max(occurred_at) FROM r_named)))
   AND list_contains(p.p_classes, lower(f.value));
 
 CREATE OR REPLACE TEMP TABLE r_candidates AS

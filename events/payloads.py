@@ -402,15 +402,17 @@ class EmergencyOverride(Payload):
 # --- ledger housekeeping, keys, privacy ----------------------------------------------------
 
 
-class KeyEvent(Payload):
-    """A ledger signing key added, rotated (signed by the outgoing key) or retired."""
+class LedgerKeyEvent(Payload):
+    """The ledger's own key registry events (`ledger.key_added`, `ledger.key_rotated`), exactly
+    as ledger/keyring.py writes them: vkeys are C2SP note keys ("name+keyid_hex+base64"), both
+    keys sign the statement `ledger.keyring.statement` (a rotation is authorised by the outgoing
+    key's `sig_old`; the genesis key signs itself only)."""
 
-    action: Literal["added", "rotated", "retired"]
-    key_name: str
-    key_id: str
-    vkey: str
-    previous_key_id: str | None = None
-    rotation_signature: str | None = None
+    action: Literal["added", "rotated"]
+    new_vkey: str
+    old_vkey: str | None = None
+    sig_new: str
+    sig_old: str | None = None
 
 
 class ReportGenerated(Payload):
@@ -446,10 +448,16 @@ class InputRejected(Payload):
 
 
 class LedgerTailTruncated(Payload):
-    partition: int
-    cut_at_offset: int
-    bytes_cut: int
-    reason: str
+    """A torn tail cut on open, exactly as ledger/store.py records it (the partition is the
+    entry's own): the bytes are kept in `quarantine`, with their hash."""
+
+    segment: str
+    offset: int = Field(ge=0)
+    bytes_cut: int = Field(ge=0)
+    sha256: str
+    reason: str  # the frame problem: short | hash | length
+    quarantine: str
+    next_index: int = Field(ge=0)
 
 
 class SubjectErased(Payload):

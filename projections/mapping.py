@@ -325,15 +325,6 @@ PROJECTIONS: tuple[Projection, ...] = (
             'override_id', 'reviewer_id', 'report')} FROM {{src}}"""},
     ),
     Projection(
-        "keys", ("key.event",),
-        {"action": V, "key_name": V, "key_id": V, "vkey": V, "previous_key_id": V,
-         "rotation_signature": V},
-        ("action", "key_id"),
-        {"keys": f"""SELECT {LEDGER}, {cols(
-            'action', 'key_name', 'key_id', 'vkey', 'previous_key_id', 'rotation_signature')}
-            FROM {{src}}"""},
-    ),
-    Projection(
         "rejected_input", ("input.rejected",),
         {"source": V, "code": V, "message": V, "raw_sha256": V, "raw_excerpt": V,
          "raw_size": I},
@@ -356,14 +347,13 @@ PROJECTIONS: tuple[Projection, ...] = (
     ),
     Projection(
         "ledger_truncations", ("ledger.tail_truncated",),
-        # Two shapes: events.payloads.LedgerTailTruncated, and what ledger/store.py records
-        # (segment, offset, sha256, quarantine, next_index; the partition is the entry's own).
-        {"partition": I, "cut_at_offset": I, "offset": I, "bytes_cut": I, "reason": V,
-         "segment": V, "sha256": V, "quarantine": V, "next_index": I},
+        # What ledger/store.py records (events.payloads.LedgerTailTruncated); the partition is
+        # the entry's own.
+        {"offset": I, "bytes_cut": I, "reason": V, "segment": V, "sha256": V, "quarantine": V,
+         "next_index": I},
         ("reason",),
-        {"ledger_truncations": f"""SELECT {LEDGER},
-            coalesce(p.partition, partition) AS truncated_partition,
-            coalesce(p.cut_at_offset, p.offset) AS cut_at_offset,
+        {"ledger_truncations": f"""SELECT {LEDGER}, partition AS truncated_partition,
+            p.offset AS cut_at_offset,
             {cols('bytes_cut', 'reason', 'segment', 'sha256', 'quarantine', 'next_index')}
             FROM {{src}}"""},
     ),

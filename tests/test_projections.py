@@ -152,14 +152,19 @@ EXAMPLES: dict[str, tuple[dict[str, Any], str, str, Any]] = {
                         "commander_id": "dave", "commander_role": "incident_commander",
                         "expires_at": "2025-03-01T13:00:00Z"},
                        "overrides", "incident_ticket", "INC-9"),
-    "key.event": ({"action": "added", "key_name": "ledger-1", "key_id": "kid-1",
-                   "vkey": "ledger-1+abcd+AQID"}, "keys", "key_name", "ledger-1"),
+    "ledger.key_added": ({"action": "added", "new_vkey": "ledger-1+abcd0123+AQID",
+                          "sig_new": "c2ln"}, "keys", "key_name", "ledger-1"),
+    "ledger.key_rotated": ({"action": "rotated", "new_vkey": "ledger-2+bcde1234+AQID",
+                            "old_vkey": "ledger-1+abcd0123+AQID", "sig_new": "c2ln",
+                            "sig_old": "c2ln"}, "keys", "previous_key_id", "abcd0123"),
     "input.rejected": ({"source": "stdin:3", "code": "input.malformed_json", "message": "bad",
                         "raw_sha256": SHA, "raw_excerpt": "{nope", "raw_size": 5},
                        "rejected_input", "raw_size", 5),
-    "ledger.tail_truncated": ({"partition": 2, "cut_at_offset": 4096, "bytes_cut": 17,
-                               "reason": "short frame"},
-                              "ledger_truncations", "truncated_partition", 2),
+    "ledger.tail_truncated": ({"segment": "00000000000000000000.seg", "offset": 4096,
+                               "bytes_cut": 17, "sha256": SHA, "reason": "short",
+                               "quarantine": "quarantine/00000000000000000000-4096.bin",
+                               "next_index": 12},
+                              "ledger_truncations", "cut_at_offset", 4096),
     "rollback.stage_reported": ({"rollback_id": "rb-1", "stage": "step", "executor": "ex-1",
                                  "step": "scale down"}, "rollback_reports", "executor", "ex-1"),
     "permit.expiry_warning": ({"permit_id": "permit-1", "expires_at": "2026-01-01T10:00:00Z",
@@ -305,7 +310,8 @@ def test_each_event_type_lands_in_its_table(projected: duckdb.DuckDBPyConnection
 def test_the_ledgers_own_key_events_land_in_keys(projected: duckdb.DuckDBPyConnection) -> None:
     rows = projected.execute(
         "SELECT k.partition, k.action, k.key_name, k.key_id, e.note FROM keys k "
-        "JOIN events e USING (event_id) WHERE e.type = 'ledger.key_added' ORDER BY ALL"
+        "JOIN events e USING (event_id) WHERE e.type = 'ledger.key_added' "
+        "AND k.key_name = 'test' ORDER BY ALL"
     ).fetchall()
     assert rows == [(p, "added", "test", SIGNER.key_id_hex, None) for p in range(PARTITIONS)]
 
@@ -834,7 +840,7 @@ def retained(tmp_path_factory: pytest.TempPathFactory
     directory = tmp_path_factory.mktemp("retention")
     events = [e for task, (level, days, age, _) in RETENTION.items()
               for e in task_events(task, level, days, NOW - timedelta(days=age))]
-    events.append(envelope("key.event", EXAMPLES["key.event"][0], event_id="key",
+    events.append(envelope("ledger.key_added", EXAMPLES["ledger.key_added"][0], event_id="key",
                            at=NOW - timedelta(days=9000)))
     with new_ledger(directory / "ledger") as ledger:
         append(ledger, events)
@@ -870,7 +876,7 @@ def test_rebuild_with_now_applies_retention(tmp_path: Path, ledger_dir: Path, db
     rebuild(ledger_dir, db, now=T0 + timedelta(days=3000))
     with connect_readonly(db) as con:
         left = {t for (t,) in con.execute("SELECT DISTINCT type FROM events").fetchall()}
-    assert left == {"key.event", "ledger.key_added", "approver.registered",
+    assert left == {"ledger.key_added", "ledger.key_rotated", "approver.registered",
                     "subject.erased", "ledger.tail_truncated"}
 
 

@@ -12,6 +12,9 @@ verify     : ledger.verify(..., trusted=[vkey]) over the `append_many` ledger, i
 --big N    : also build an N-entry ledger (append_many) and verify it in a child process
              (the 10-million-entry memory check; takes minutes and ~650 bytes/entry of disk).
 --verify D : only verify the existing ledger D (e.g. a kept --big one) in a child process.
+--writer-memory N : in child processes, build an N-entry ledger with append_many and report
+             the writer's RSS; then reopen it and report open time, RSS and peak, and the time
+             of a duplicate just too old for the recent maps (found by streaming ids.txt).
 Peak memory is the child's VmHWM (ru_maxrss would include the parent's, Linux keeps it across
 exec).
 """
@@ -33,6 +36,7 @@ from hashlib import sha256
 from pathlib import Path
 
 from ledger import Ledger, SigningKey, verify
+from ledger.chain import RECENT_IDS
 
 TEMPLATES = 256
 
@@ -171,6 +175,58 @@ def _verify_only(path: str, vkey: str | None) -> None:
     )
 
 
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _writer_memory_child(mode: str, path: str, n: int) -> None:
+    """One side of --writer-memory (a fresh process, so RSS is the writer's own)."""
+    import gc
+
+    key = SigningKey.generate("bench")
+    if mode == "reopen":
+        key = SigningKey.load(Path(path).with_suffix(".key"))
+    gc.collect()
+    out: dict[str, float] = {"rss_before": _rss_mib()}
+    t0, c0 = time.perf_counter(), time.process_time()
+    ledger = Ledger.open(Path(path), signer=key)
+    if mode == "build":
+        key.save(Path(path).with_suffix(".key"))
+        for start in range(0, n, 1000):  # events made per batch: RSS is the writer's
+            ledger.append_many(0, list(events(min(1000, n - start), start)))
+    out.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
+    gc.collect()
+    out.update(rss=_rss_mib(), peak=_peak_mib())
+    if mode == "reopen":
+        t0 = time.perf_counter()  # the last id before the recent maps: a whole ids.txt scan
+        assert ledger.append(0, next(events(1, max(0, n - 2 * RECENT_IDS - 1)))).duplicate
+        out.update(old_duplicate_s=time.perf_counter() - t0, peak_after_duplicate=_peak_mib())
+    ledger.close()
+    print(json.dumps(out))
+
+
+def writer_memory(n: int, work: Path) -> None:
+    def child(mode: str) -> dict[str, float]:
+        cmd = [sys.executable, "-m", "bench.ledger_bench", "--writer-child", mode, str(work)]
+        run = subprocess.run([*cmd, "--entries", str(n)], check=True, capture_output=True)
+        return json.loads(run.stdout)
+
+    built, opened = child("build"), child("reopen")
+    where = "recent map" if n <= 2 * RECENT_IDS else "not in the recent maps: ids.txt streamed"
+    print(
+        f"writer memory, {n:,} entries (append_many, 1 partition): "
+        f"build {built['seconds']:.1f} s ({n / built['cpu_seconds']:,.0f}/s CPU), "
+        f"RSS {built['rss']:.0f} MiB (empty process {built['rss_before']:.0f}), "
+        f"peak {built['peak']:.0f} MiB\n"
+        f"reopen: {opened['seconds']:.1f} s, RSS {opened['rss']:.0f} MiB, "
+        f"peak {opened['peak']:.0f} MiB; duplicate of an old entry ({where}): "
+        f"{opened['old_duplicate_s'] * 1000:.0f} ms, peak {opened['peak_after_duplicate']:.0f} MiB"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,9 +241,27 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="only verify an existing ledger folder (in a child, with peak RSS)",
     )
+    ap.add_argument(
+        "--writer-memory",
+        type=int,
+        default=0,
+        help="only measure the writer's memory at this many entries (child processes)",
+    )
+    ap.add_argument("--writer-child", nargs=2, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--verify-only", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--vkey", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.writer_child:
+        _writer_memory_child(args.writer_child[0], args.writer_child[1], args.entries)
+        return
+    if args.writer_memory:
+        work = args.dir or Path(tempfile.mkdtemp(prefix="ledger-bench-"))
+        try:
+            writer_memory(args.writer_memory, work / "writer")
+        finally:
+            if not args.keep and args.dir is None:
+                shutil.rmtree(work, ignore_errors=True)
+        return
     if args.verify_only:
         _verify_only(args.verify_only, args.vkey)
         return

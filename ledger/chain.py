@@ -23,6 +23,7 @@ from typing import Any, Self
 from ledger.canonical import canonical_json
 from ledger.checkpoint import Checkpoint, partition_origin
 from ledger.errors import LedgerError, PrevMismatchError
+from ledger.idindex import IdIndex
 from ledger.keyring import (
     KEY_ADDED,
     KEY_ROTATED,
@@ -60,6 +61,8 @@ DEFAULT_CHECKPOINT_EVERY = 1_000  # entries
 DEFAULT_CHECKPOINT_INTERVAL_S = 1.0  # no entry stays unsigned longer (if the runner ticks)
 DEFAULT_SEGMENT_BYTES = 128 * 1024 * 1024
 RECENT_IDS = 1 << 17  # where recently appended ids live, for fast duplicate answers
+_WHERE_SHIFT = 32  # a recent map's value: index << _WHERE_SHIFT | partition (no tuple per id)
+REBUILD_CHUNK = 65_536  # entries recomputed from the segments between side-file flushes
 _LEAF_PACK = LEAF_HEAD.pack
 _FRAME_PACK = FRAME_HEAD.pack
 _ID_NAMESPACE = uuid.UUID("6f1d3c2e-8a41-4f0e-9d5b-2c7a9e4b1f60")
@@ -98,9 +101,9 @@ class Ledger:
 
     def __init__(self) -> None:  # use Ledger.open
         self._chains: list[_Chain] = []
-        self._ids: set[str] = set()
-        self._recent: dict[str, tuple[int, int]] = {}
-        self._recent_old: dict[str, tuple[int, int]] = {}
+        self._index = IdIndex()  # every event id, as a 64-bit key: hits are confirmed
+        self._recent: dict[str, int] = {}  # event id -> index << _WHERE_SHIFT | partition
+        self._recent_old: dict[str, int] = {}
         self._lock = threading.RLock()
         self._closed = True
         self._ticker: tuple[threading.Thread, threading.Event] | None = None
@@ -154,6 +157,7 @@ class Ledger:
                     )
                 self._chains.append(self._open_chain(p, retired_signers))
             self._write_meta(recorded, count)
+            self._index.seal()
         except BaseException:
             self._syncer.stop()
             for ch in self._chains:
@@ -228,9 +232,11 @@ class Ledger:
         )
 
     def _rebuild(self, ch: _Chain) -> None:
-        """Bring side files, id set and key registry up to the segments after a crash."""
+        """Bring side files, id index and key registry up to the segments after a crash.
+
+        Ids stream from ids.txt and the segments in chunks: no list of every id is built."""
         assert ch.side is not None
-        mark, tree, ids = ch.side.restore(ch.size)
+        mark, tree = ch.side.restore(ch.size)
         ch.tree = tree
         keys_path = ch.dir / "keys.json"
         events: list[tuple[int, dict[str, Any]]] = []
@@ -241,6 +247,10 @@ class Ledger:
             keys_upto = min(int(data["upto"]), ch.size)
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             events, keys_upto = [], 0
+        first = 0
+        for chunk in ch.side.id_chunks():
+            self._load_ids(ch, first, chunk)
+            first += len(chunk)
         start = min(mark, keys_upto)
         leaves: list[bytes] = []
         new_ids: list[str] = []
@@ -250,20 +260,33 @@ class Ledger:
             if index >= mark:
                 leaves.append(digest)
                 new_ids.append(_event_id(body))
-                if len(leaves) >= 65536:
-                    ch.tree.extend(leaves)
-                    leaves = []
+                if len(leaves) >= REBUILD_CHUNK:
+                    self._rebuilt(ch, index + 1 - len(new_ids), leaves, new_ids)
+                    leaves, new_ids = [], []
             if kind == KIND_LEDGER and index >= keys_upto:
                 events.append((index, json.loads(body)))
-        ch.tree.extend(leaves)
-        ids.extend(new_ids)
-        ch.side.add_ids(new_ids)
+        self._rebuilt(ch, ch.size - len(new_ids), leaves, new_ids)
         ch.side.sync(ch.size)
         ch.keyring = Keyring.from_events(ch.origin_p, sorted(events, key=lambda x: x[0]))
         self._save_keys(ch)
-        self._ids.update(ids)
-        for i in range(max(0, len(ids) - RECENT_IDS), len(ids)):
-            self._recent[ids[i]] = (ch.partition, i)
+
+    def _rebuilt(self, ch: _Chain, first: int, leaves: list[bytes], ids: list[str]) -> None:
+        """Entries first.. recomputed from the segments: into the tree, ids.txt and the index."""
+        assert ch.side is not None
+        ch.tree.extend(leaves)
+        ch.side.add_ids(ids)
+        ch.side.flush()
+        self._load_ids(ch, first, ids)
+
+    def _load_ids(self, ch: _Chain, first: int, ids: list[str]) -> None:
+        """Ids of entries first, first+1, ... of the chain: into the index, the newest (the last
+        RECENT_IDS of the partition) also into the recent map."""
+        self._index.add_many(ids)
+        recent_from = ch.size - RECENT_IDS
+        if first + len(ids) > recent_from:
+            recent, p = self._recent, ch.partition
+            for i in range(max(0, recent_from - first), len(ids)):
+                recent[ids[i]] = (first + i) << _WHERE_SHIFT | p
 
     # ---- appending ----------------------------------------------------------------------------
 
@@ -274,8 +297,11 @@ class Ledger:
         with self._lock:
             ch = self._chain(partition)
             eid = _check_event(event)
-            if eid in self._ids:
-                return self._duplicate(eid)
+            if self._index.might_contain(eid):
+                found = self._find(eid)
+                if found is not None:
+                    return self._duplicate(*found)
+                # else another id has the same 64-bit key: this event is new, append it
             if expected_prev is not None and expected_prev != ch.last:
                 raise PrevMismatchError(
                     f"partition {partition}: expected prev {expected_prev.hex()}, "
@@ -305,28 +331,37 @@ class Ledger:
         with self._lock:
             ch = self._chain(partition)
             frames: list[bytes] = []
-            ids = self._ids
-            for event in events:
-                eid = _check_event(event)
-                if eid in ids:
-                    if frames:
+            might_contain = self._index.might_contain
+            try:
+                for event in events:
+                    eid = _check_event(event)
+                    if might_contain(eid):
+                        if frames:
+                            self._flush_frames(ch, frames)
+                        found = self._find(eid)
+                        if found is not None:
+                            results.append(self._duplicate(*found))
+                            continue
+                    tail = _LEAF_PACK(
+                        T_ENTRY, LEAF_VERSION, KIND_EVENT, partition, ch.size, ch.last
+                    )
+                    tail += canonical_json(event)
+                    if len(tail) > MAX_TAIL:
+                        raise LedgerError("event too large", code="ledger.event_too_large")
+                    digest = sha256(tail).digest()
+                    if not ch.size % SEEK_EVERY:
+                        self._seek_hint(ch, ch.size, sum(map(len, frames)))
+                    frames.append(_FRAME_PACK(len(tail), digest))
+                    frames.append(tail)
+                    results.append(AppendResult(partition, ch.size, digest, False))
+                    self._note_appended(ch, eid, digest)
+                    if ch.unsigned >= self._every:
                         self._flush_frames(ch, frames)
-                    results.append(self._duplicate(eid))
-                    continue
-                tail = _LEAF_PACK(T_ENTRY, LEAF_VERSION, KIND_EVENT, partition, ch.size, ch.last)
-                tail += canonical_json(event)
-                if len(tail) > MAX_TAIL:
-                    raise LedgerError("event too large", code="ledger.event_too_large")
-                digest = sha256(tail).digest()
-                if not ch.size % SEEK_EVERY:
-                    self._seek_hint(ch, ch.size, sum(map(len, frames)))
-                frames.append(_FRAME_PACK(len(tail), digest))
-                frames.append(tail)
-                results.append(AppendResult(partition, ch.size, digest, False))
-                self._note_appended(ch, eid, digest)
-                if ch.unsigned >= self._every:
+                        self._checkpoint(ch)
+            except BaseException:
+                if frames and not self._closed:  # the ones before it count as appended
                     self._flush_frames(ch, frames)
-                    self._checkpoint(ch)
+                raise
             if frames:
                 self._flush_frames(ch, frames)
             self._after_append(ch)
@@ -358,9 +393,9 @@ class Ledger:
     def _note_appended(self, ch: _Chain, eid: str, digest: bytes) -> None:
         if ch.unsigned == 0:
             ch.first_unsigned_at = self._clock()
-        self._ids.add(eid)
+        self._index.add(eid)
         recent = self._recent
-        recent[eid] = (ch.partition, ch.size)
+        recent[eid] = ch.size << _WHERE_SHIFT | ch.partition
         if len(recent) >= RECENT_IDS:
             self._recent_old, self._recent = recent, {}
         ch.pending.append(digest)
@@ -375,9 +410,16 @@ class Ledger:
         ):
             self._checkpoint(ch)
 
-    def _duplicate(self, eid: str) -> AppendResult:
-        where = self._recent.get(eid) or self._recent_old.get(eid) or self._locate(eid)
-        p, index = where
+    def _find(self, eid: str) -> tuple[int, int] | None:
+        """(partition, index) of the entry with this event id, or None if there is none."""
+        where = self._recent.get(eid)
+        if where is None:
+            where = self._recent_old.get(eid)
+            if where is None:
+                return self._locate(eid)
+        return where & ((1 << _WHERE_SHIFT) - 1), where >> _WHERE_SHIFT
+
+    def _duplicate(self, p: int, index: int) -> AppendResult:
         ch = self._chains[p]
         if index >= ch.size - len(ch.pending):
             digest = ch.pending[index - (ch.size - len(ch.pending))]
@@ -386,16 +428,18 @@ class Ledger:
             digest = ch.side.reader.node(0, index)
         return AppendResult(p, index, digest, True)
 
-    def _locate(self, eid: str) -> tuple[int, int]:
-        from ledger.sidefiles import load_ids
-
+    def _locate(self, eid: str) -> tuple[int, int] | None:
+        """Search the stored ids (ids.txt, streamed) and the pending ones of every partition:
+        the slow, exact answer for ids older than the recent maps and for key collisions."""
         for ch in self._chains:
             assert ch.side is not None
             ch.side.flush()
-            ids = load_ids(ch.side.dir) + ch.pending_ids
-            if eid in ids:
-                return ch.partition, ids.index(eid)
-        raise LedgerError(f"event id {eid!r} is indexed but not found", code="ledger.corrupt")
+            found = ch.side.find_id(eid)
+            if found is not None:
+                return ch.partition, found
+            if eid in ch.pending_ids:
+                return ch.partition, ch.size - len(ch.pending_ids) + ch.pending_ids.index(eid)
+        return None
 
     def _append_internal(self, ch: _Chain, etype: str, payload: dict[str, Any]) -> AppendResult:
         index = ch.size

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ledger.layout import SEEK_RECORD, write_atomic
@@ -126,10 +126,11 @@ class SideFiles:
         return job
 
     # -- recovery --
-    def restore(self, size: int) -> tuple[int, TreeState, list[str]]:
-        """Cut the files back to the last mark that is consistent; return (mark, tree, ids).
+    def restore(self, size: int) -> tuple[int, TreeState]:
+        """Cut the files back to the last mark that is consistent; return (mark, tree).
 
-        The caller then feeds the entries from the mark to `size` through the tree and ids.
+        ids.txt then holds exactly `mark` lines (read them with `id_chunks()`); the caller feeds
+        the entries from the mark to `size` through the tree and ids.
         """
         mark, ids_bytes = 0, 0
         try:
@@ -148,23 +149,46 @@ class SideFiles:
                 os.truncate(path, keep)
         os.ftruncate(self._ids_fd, ids_bytes)
         os.lseek(self._ids_fd, 0, os.SEEK_END)
-        raw = os.pread(self._ids_fd, ids_bytes, 0) if ids_bytes else b""
-        ids = _parse_ids(raw)
-        if len(ids) != mark:  # the mark lies: rebuild everything
+        if _count_lines(self._ids_fd, ids_bytes) != mark:  # the mark lies: rebuild everything
             return self.restore_from_zero()
         self.reader.close()
         tree = TreeState.at(mark, self.reader.node, self.sink)
         self.synced_size = mark
-        return mark, tree, ids
+        return mark, tree
 
-    def restore_from_zero(self) -> tuple[int, TreeState, list[str]]:
+    def id_chunks(self) -> Iterator[list[str]]:
+        """The ids in ids.txt (flushed ones), in order, a few MB of file at a time."""
+        for block in _line_blocks(self._ids_fd, os.fstat(self._ids_fd).st_size):
+            yield _parse_ids(block)
+
+    def find_id(self, event_id: str) -> int | None:
+        """Line (= entry index) of `event_id` in ids.txt, or None. Flush first to see all.
+
+        Reads the file a few MB at a time: memory stays flat however long the ledger is."""
+        needle = _id_line(event_id).encode("utf-8", "surrogatepass")
+        line = 0
+        for block in _line_blocks(self._ids_fd, os.fstat(self._ids_fd).st_size):
+            if b"\\" in block:  # escaped lines: compare parsed ids, whatever the escaping
+                ids = _parse_ids(block)
+                if event_id in ids:
+                    return line + ids.index(event_id)
+            else:  # every line is '"' + id + '"': an exact byte search finds it
+                pos = block.find(needle)
+                while pos > 0 and block[pos - 1] != 0x0A:
+                    pos = block.find(needle, pos + 1)
+                if pos >= 0:
+                    return line + block.count(b"\n", 0, pos)
+            line += block.count(b"\n")
+        return None
+
+    def restore_from_zero(self) -> tuple[int, TreeState]:
         for level in range(64):
             path = level_path(self.dir, level)
             if path.exists():
                 os.truncate(path, 0)
         os.ftruncate(self._ids_fd, 0)
         self.synced_size = 0
-        return 0, TreeState(0, (), self.sink), []
+        return 0, TreeState(0, (), self.sink)
 
     def _long_enough(self, mark: int, ids_bytes: int) -> bool:
         for level in range(mark.bit_length()):
@@ -190,16 +214,51 @@ def _id_line(event_id: str) -> str:
 
 
 def _parse_ids(raw: bytes) -> list[str]:
+    """Ids of whole lines (a partial last line is ignored)."""
     if not raw:
         return []
-    lines = raw.decode("utf-8").split("\n")
+    text = raw.decode("utf-8")
+    lines = text.split("\n")
     lines.pop()  # after the final newline
-    if "\\" not in raw.decode("utf-8", "replace"):
+    if "\\" not in text:
         return [line[1:-1] for line in lines]
     return [json.loads(line) for line in lines]
 
 
+ID_BLOCK_BYTES = 1 << 22  # ids.txt is read this much at a time (~100,000 ids)
+
+
+def _line_blocks(fd: int, end: int) -> Iterator[bytes]:
+    """Bytes [0, end) of the file, in blocks of whole lines (a partial last line is dropped)."""
+    pos, carry = 0, b""
+    while pos < end:
+        block = os.pread(fd, min(ID_BLOCK_BYTES, end - pos), pos)
+        if not block:
+            break
+        pos += len(block)
+        data = carry + block if carry else block
+        cut = data.rfind(b"\n") + 1
+        carry = data[cut:]
+        if cut:
+            yield data[:cut] if carry else data
+
+
+def _count_lines(fd: int, end: int) -> int:
+    """Number of complete lines in [0, end), or -1 if the last one is not complete."""
+    count, pos = 0, 0
+    last = b"\n"
+    while pos < end:
+        block = os.pread(fd, min(ID_BLOCK_BYTES, end - pos), pos)
+        if not block:
+            return -1
+        pos += len(block)
+        count += block.count(b"\n")
+        last = block[-1:]
+    return count if last == b"\n" else -1
+
+
 def load_ids(index_dir: Path) -> list[str]:
+    """Every id of a partition in one list (tools and tests; the writer streams instead)."""
     try:
         return _parse_ids((index_dir / "ids.txt").read_bytes())
     except FileNotFoundError:

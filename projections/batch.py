@@ -96,8 +96,7 @@ _ENVELOPE = json.dumps({"event_id": "VARCHAR", "type": "VARCHAR", "schema_versio
                         "payload": "JSON"}, separators=(",", ":"))
 # A raw batch (RAW_SCHEMA: the event as text, checked as UTF-8 by Arrow) seen as a
 # STAGE_SCHEMA relation: DuckDB reads the envelope out of the text.
-RAW_STAGE_SQL = f"""
-CREATE OR REPLACE TEMP VIEW _batch AS
+RAW_SELECT = f"""
 SELECT partition, ledger_index, lower(hex(leaf_hash)) AS leaf_hash, e.event_id, e.type,
        try_cast(e.schema_version AS BIGINT) AS schema_version, e.occurred_at, e.producer,
        e.subject, e.correlation_id, e.causation_id, e.payload,
@@ -105,6 +104,7 @@ SELECT partition, ledger_index, lower(hex(leaf_hash)) AS leaf_hash, e.event_id, 
 FROM (SELECT partition, ledger_index, leaf_hash, doc, json_transform(doc, '{_ENVELOPE}') AS e
       FROM _raw)
 """
+RAW_STAGE_SQL = f"CREATE OR REPLACE TEMP VIEW _batch AS {RAW_SELECT}"
 
 
 @dataclass

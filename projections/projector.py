@@ -25,7 +25,7 @@ from typing import Any, TypeVar, cast
 import duckdb
 import pyarrow as pa
 
-from projections.batch import RAW_STAGE_SQL, Batch, BlockBatch, EntryLike, RawBatch
+from projections.batch import RAW_SELECT, Batch, BlockBatch, EntryLike, RawBatch
 from projections.frames import CHECKPOINT_SCHEMA, checkpoint_row
 from projections.mapping import PROJECTIONS, PROJECTORS, Projection
 from projections.schema import SCHEMA_VERSION, ddl
@@ -68,8 +68,12 @@ SELECT * FROM (
                CASE WHEN type IS NULL THEN 'envelope.type: missing'
                     WHEN type NOT IN ({_KNOWN})
                     THEN 'type ' || type || ': unknown, kept in events only' END), '') AS note
-    FROM _batch) AS staged
+    FROM {{batch}}) AS staged
 """
+# A raw batch is read through its envelope inline (no temp view to create and drop: a small
+# commit's cost is mostly per statement).
+RAW_STAGE = STAGE_SQL.format(batch=f"({RAW_SELECT}) AS _batch")
+STAGE_SQL = STAGE_SQL.format(batch="_batch")
 # Repeats within the batch, and entries below their partition's next index (a source handing
 # out what was projected already; catch-up and project_entries never do). Kept out of STAGE_SQL:
 # an anti-join there makes DuckDB build the table on one thread (to keep the order), so the
@@ -77,9 +81,12 @@ SELECT * FROM (
 # never `events`: the cost does not grow with the table.
 REPEATS_SQL = """
 SELECT count(*) - count(DISTINCT event_id),
-       count(*) FILTER (WHERE ledger_index < coalesce(s.next_index, 0))
+       count(*) FILTER (WHERE ledger_index < coalesce(s.next_index, 0)),
+       list(DISTINCT type), count(*), count(note)
 FROM _new LEFT JOIN projection_state s USING (partition)
 """
+# After a batch was trimmed (rare): what is left of it.
+LEFT_SQL = "SELECT 0, 0, list(DISTINCT type), count(*), count(note) FROM _new"
 DROP_PROJECTED_SQL = """
 DELETE FROM _new WHERE EXISTS (SELECT 1 FROM projection_state s
     WHERE s.partition = _new.partition AND _new.ledger_index < s.next_index)
@@ -428,19 +435,24 @@ class Projector:
         try:
             if raw:
                 con.register("_raw", table)
-                con.execute(RAW_STAGE_SQL)
+                con.execute(RAW_STAGE)
             else:
                 con.register("_batch", table)
-            con.execute(STAGE_SQL)
-            repeats = con.execute(REPEATS_SQL).fetchone()
-            if repeats and repeats[1]:
+                con.execute(STAGE_SQL)
+            # One look at the staged batch: repeats, entries projected before, the types in
+            # it (only their projections run) and the counts of the usual insert.
+            staged = con.execute(REPEATS_SQL).fetchone()
+            assert staged is not None
+            if staged[1]:
                 con.execute(DROP_PROJECTED_SQL)
-            if repeats and repeats[0]:
+            if staged[0]:
                 con.execute(DEDUPE_SQL)
-            present = {t for (t,) in con.execute("SELECT DISTINCT type FROM _new").fetchall()}
-            _project(con, [p for p in PROJECTIONS if present.intersection(p.types)])
-            notes = con.execute("SELECT count(*) FROM _notes").fetchone()
-            if notes and notes[0]:
+            if staged[0] or staged[1]:
+                staged = con.execute(LEFT_SQL).fetchone()
+                assert staged is not None
+            present = {t for t in staged[2] or () if t is not None}
+            notes = _project(con, [p for p in PROJECTIONS if present.intersection(p.types)])
+            if notes:
                 counts = con.execute(
                     "SELECT count(*), count(*) FILTER (WHERE n.note IS NOT NULL "
                     "OR x.note IS NOT NULL) FROM _new n LEFT JOIN _notes x USING (event_id)"
@@ -450,7 +462,7 @@ class Projector:
                     "nullif(concat_ws('; ', n.note, x.note), '') AS note "
                     "FROM _new n LEFT JOIN _notes x USING (event_id)")
             else:  # the usual case: no payload problems, no join
-                counts = con.execute("SELECT count(*), count(note) FROM _new").fetchone()
+                counts = staged[3:5]
                 con.execute("INSERT INTO events BY NAME SELECT * FROM _new")
             inserted, noted = (int(counts[0]), int(counts[1])) if counts else (0, 0)
             if checkpoints is not None:
@@ -472,7 +484,6 @@ class Projector:
                 self._known[int(p)] = max(self._known.get(int(p), 0), int(i))
         finally:
             if raw:
-                con.execute("DROP VIEW IF EXISTS _batch")
                 con.unregister("_raw")
             else:
                 con.unregister("_batch")
@@ -562,10 +573,12 @@ def prefetched(items: Iterator[T]) -> Iterator[T]:
         thread.join()
 
 
-def _project(con: duckdb.DuckDBPyConnection, projections: list[Projection]) -> None:
+def _project(con: duckdb.DuckDBPyConnection, projections: list[Projection]) -> int:
     """Per projection, read its payloads once into a struct (a temp table of just its rows),
-    note the payloads that miss a required field, insert the rest into the typed tables."""
+    note the payloads that miss a required field, insert the rest into the typed tables.
+    Returns how many notes `_notes` holds (the inserts count them: no query)."""
     con.execute("CREATE OR REPLACE TEMP TABLE _notes (event_id VARCHAR, note VARCHAR)")
+    notes = 0
     for p in projections:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _src AS SELECT event_id, type, occurred_at, partition,"
@@ -573,14 +586,16 @@ def _project(con: duckdb.DuckDBPyConnection, projections: list[Projection]) -> N
             f"WHERE type IN ({_types(p)})")
         missing = ", ".join(f"CASE WHEN p.{name} IS NULL THEN '{name}' END"
                             for name in p.required)
-        con.execute(
+        added = con.execute(
             f"INSERT INTO _notes SELECT event_id, 'payload: not projected into {p.name}, "
             f"missing or unreadable: ' || coalesce(concat_ws(', ', {missing}), 'everything') "
-            f"FROM _src WHERE NOT ({_ok(p)})")
+            f"FROM _src WHERE NOT ({_ok(p)})").fetchone()
+        notes += int(added[0]) if added else 0
         source = f"(SELECT * FROM _src WHERE {_ok(p)}) AS src"
         for table, select in p.inserts.items():
             con.execute(f"INSERT INTO {table} BY NAME " + select.replace("{src}", source))
     con.execute("DROP TABLE IF EXISTS _src")
+    return notes
 
 
 def _types(projection: Projection) -> str:

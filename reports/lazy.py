@@ -30,12 +30,16 @@ _DICT_METHODS = (
 )
 
 
-class JSONList(list):  # type: ignore[type-arg]
-    __slots__ = ("_text",)
+class _Lazy:
+    """The text and its one parse, shared by JSONList and JSONDict (slots stay on them: list
+    and dict lay out their instances differently)."""
+
+    __slots__ = ()
+    _text: str | None
 
     def __init__(self, text: str) -> None:
         super().__init__()
-        self._text: str | None = text
+        self._text = text
 
     @property
     def raw(self) -> str | None:
@@ -45,29 +49,26 @@ class JSONList(list):  # type: ignore[type-arg]
         text = getattr(self, "_text", None)
         if text is not None:
             self._text = None
-            list.extend(self, json.loads(text))
+            self._fill(json.loads(text))
+
+    def _fill(self, value: Any) -> None:
+        raise NotImplementedError
 
     __hash__ = None  # type: ignore[assignment]
 
 
-class JSONDict(dict):  # type: ignore[type-arg]
+class JSONList(_Lazy, list):  # type: ignore[type-arg]
     __slots__ = ("_text",)
 
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self._text: str | None = text
+    def _fill(self, value: Any) -> None:
+        list.extend(self, value)
 
-    @property
-    def raw(self) -> str | None:
-        return self._text
 
-    def _load(self) -> None:
-        text = getattr(self, "_text", None)
-        if text is not None:
-            self._text = None
-            dict.update(self, json.loads(text))
+class JSONDict(_Lazy, dict):  # type: ignore[type-arg]
+    __slots__ = ("_text",)
 
-    __hash__ = None  # type: ignore[assignment]
+    def _fill(self, value: Any) -> None:
+        dict.update(self, value)
 
 
 def _loading(base: type, name: str) -> Any:
@@ -78,7 +79,7 @@ def _loading(base: type, name: str) -> Any:
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         self._load()
         for value in args:  # comparing two lazy values: both parsed
-            if isinstance(value, JSONList | JSONDict):
+            if isinstance(value, _Lazy):
                 value._load()
         return method(self, *args, **kwargs)
 
@@ -98,11 +99,11 @@ for _name in _DICT_METHODS:
 
 def raw_of(value: Any) -> str | None:
     """The JSON text of a lazy value nothing has read yet (else None)."""
-    return value.raw if isinstance(value, JSONList | JSONDict) else None
+    return value.raw if isinstance(value, _Lazy) else None
 
 
 def load(value: Any) -> Any:
     """Parse a lazy value now (for code that hands it to the standard json encoder)."""
-    if isinstance(value, JSONList | JSONDict):
+    if isinstance(value, _Lazy):
         value._load()
     return value

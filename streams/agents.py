@@ -40,11 +40,10 @@ from datetime import datetime
 from typing import Any
 
 from events import InputError, utc_now
-from ledger import Ledger, LedgerError
+from ledger import LedgerError
 from rules.policy import Policy
 from streams.handlers import Outcome
 from streams.handlers import Pipeline as Handlers
-from streams.keys import load_signing_key
 from streams.metrics_intake import MetricsReader
 from streams.topics import (
     APPROVALS,
@@ -144,17 +143,14 @@ class Runtime:
                  clock: Callable[[], datetime] = utc_now,
                  on_fatal: Callable[[BaseException], None] = exit_now,
                  on_projected: Progress | None = None) -> None:
-        from streams.embedded import ledger_events
+        from streams.embedded import ledger_events, open_ledger
 
         settings = config.settings
         self.config = config
         self.clock = clock
         self.on_fatal = on_fatal
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.ledger = Ledger.open(settings.ledger_dir, signer=load_signing_key(settings),
-                                  origin=settings.origin, partitions=settings.partitions,
-                                  checkpoint_every=settings.checkpoint_every,
-                                  checkpoint_interval_s=settings.checkpoint_interval_s)
+        self.ledger = open_ledger(settings)
         try:
             self.writer = LedgerWriter(self.ledger, settings.partitions)
             self.handlers = Handlers(policy, self.writer.record, now_fn=clock)

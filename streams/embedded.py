@@ -56,10 +56,7 @@ class EmbeddedRunner:
         self.policy = policy
         self.clock = clock
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.ledger = Ledger.open(settings.ledger_dir, signer=load_signing_key(settings),
-                                  origin=settings.origin, partitions=settings.partitions,
-                                  checkpoint_every=settings.checkpoint_every,
-                                  checkpoint_interval_s=settings.checkpoint_interval_s)
+        self.ledger = open_ledger(settings)
         self.projector = Projector(settings.ledger_dir, settings.duckdb_path)
         self._partitions: dict[str, int] = {}  # subject -> partition (murmur2 is pure Python)
         self.pipeline = Pipeline(policy, self.record, now_fn=clock)
@@ -112,6 +109,15 @@ class EmbeddedRunner:
     def close(self) -> None:
         self.ledger.close()
         self.projector.close()
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    """The data directory's ledger as its one writer (embedded runner or Kafka worker), with the
+    configured key, origin, partitions and checkpoint cadence."""
+    return Ledger.open(settings.ledger_dir, signer=load_signing_key(settings),
+                       origin=settings.origin, partitions=settings.partitions,
+                       checkpoint_every=settings.checkpoint_every,
+                       checkpoint_interval_s=settings.checkpoint_interval_s)
 
 
 def ledger_record(event: Envelope) -> dict[str, Any]:

@@ -19,25 +19,12 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from projections import Projector
+from streams.worker_projector import HandedEntry as Handed  # what the worker hands over
 
 PARTITIONS = 4
-
-
-@dataclass(frozen=True)
-class Handed:
-    partition: int
-    index: int
-    leaf_hash: bytes
-    event_json: bytes
-
-    @property
-    def event(self) -> Any:
-        return json.loads(self.event_json)
 
 
 def fill(projector: Projector, rows: int) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
-from projections.frames import RAW_SCHEMA, blocks_to_arrow, checkpoints_to_arrow
+from projections.frames import BLOCK_SCHEMA, RAW_SCHEMA, blocks_to_arrow, checkpoints_to_arrow
 
 if TYPE_CHECKING:
     from ledger.scan import Block
@@ -184,7 +184,7 @@ class BlockBatch:
         return self
 
     def to_arrow(self) -> pa.Table:
-        """RAW_SCHEMA; raises `pa.ArrowInvalid` when an event's bytes are not UTF-8."""
+        """BLOCK_SCHEMA; raises `pa.ArrowInvalid` when an event's bytes are not UTF-8."""
         return self.arrow if self.arrow is not None else blocks_to_arrow(self.blocks)
 
     def checkpoints(self) -> pa.Table | None:
@@ -193,7 +193,7 @@ class BlockBatch:
     @property
     def rows(self) -> list[tuple[int, int, bytes, bytes]]:
         if self.arrow is not None:
-            columns = [self.arrow[name].to_pylist() for name in RAW_SCHEMA.names]
+            columns = [self.arrow[name].to_pylist() for name in BLOCK_SCHEMA.names]
             return [(p, i, h, doc.encode()) for p, i, h, doc in zip(*columns, strict=True)]
         return [(block.partition, index, leaf_hash, body) for block in self.blocks
                 for index, leaf_hash, body in block.frames()]

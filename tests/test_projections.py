@@ -880,6 +880,23 @@ def test_rebuild_with_now_applies_retention(tmp_path: Path, ledger_dir: Path, db
                     "subject.erased", "ledger.tail_truncated"}
 
 
+def vacuum_tasks(con: duckdb.DuckDBPyConnection) -> int:
+    return count(con, "SELECT current_setting('max_vacuum_tasks')")
+
+
+def test_the_writer_never_repacks_row_groups_not_even_after_retention(
+        tmp_path: Path, ledger_dir: Path, db: Path) -> None:
+    # Re-packing at every commit rewrote the partly filled row groups of the batches before:
+    # commits grew with the table. Retention (the only deletes) reclaims space with vacuum on.
+    with Projector(ledger_dir, db) as projector:
+        projector.catch_up()
+        after_catch_up = vacuum_tasks(projector.con)
+        deleted = projector.apply_retention(T0 + timedelta(days=3000))
+        after_retention = vacuum_tasks(projector.con)
+    assert (after_catch_up, after_retention) == (0, 0)
+    assert deleted["events"] > 0
+
+
 def test_the_payload_column_is_json(projected: duckdb.DuckDBPyConnection) -> None:
     row = projected.execute("SELECT payload->>'$.task_id', typeof(payload) FROM events "
                             "WHERE type = 'certification.decided'").fetchone()

@@ -35,7 +35,7 @@ RAW_SCHEMA = pa.schema([
 BLOCK_SCHEMA = pa.schema([*RAW_SCHEMA][:3] + [pa.field("doc", pa.string_view())])
 _HASH_AT, _HASH_END, _BODY_AT = 4, 36, 83  # ledger.scan: where hash and event sit in a frame
 _FAR = 1 << 40  # "to the end of the value" (binary_slice wants an explicit stop)
-_INLINE = 12  # Arrow keeps a view's value this short inside the view itself (not done here)
+_INLINE = 12  # a value this short goes inside its view (Arrow): such a block is copied out
 
 CHECKPOINT_SCHEMA = pa.schema([
     ("partition", pa.int32()),

@@ -48,8 +48,9 @@ DEFAULT_BATCH_SIZE = 131_072
 # the writer: every catch-up batch leaves partly filled row groups behind (131,072 entries:
 # 122,880 + 8,192 `events` rows, ~62,000 decisions, ~300,000 factors), and with vacuum on each
 # commit's checkpoint re-read and rewrote the ones before it, so commits grew with the table
-# (600,000 entries, 5 batches: 1.0, 1.5, 1.5, 2.6 CPU-s; 7.7 s of commits where 4.4 s do, and
-# the whole catch-up 17.4 -> 13.4 CPU-s). Only retention deletes rows: it turns vacuum back on.
+# (600,000 entries, 5 batches, one DuckDB thread: 1.0, 1.5, 1.5, 2.6 CPU-s; 7.7 s of commits
+# where 4.4 s do; the whole catch-up 17.4 -> 13.4 CPU-s). Turned off for a catch-up only, the
+# next checkpoint re-packs it all at once. Only retention deletes rows: it turns vacuum back on.
 VACUUM_OFF = "SET max_vacuum_tasks = 0"
 
 # Errors caused by the data of a batch (not by our SQL, not by the disk): the batch is then

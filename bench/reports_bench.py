@@ -279,7 +279,8 @@ def generate(db: Path, entries: int) -> dict[str, Any]:
             "seconds": time.perf_counter() - started}
 
 
-def time_reports(db: Path, repeat: int) -> dict[str, Any]:
+def time_reports(db: Path, repeat: int, periods: list[str] | None = None,
+                 frameworks: list[str] | None = None) -> dict[str, Any]:
     policy = default_policy()
     con = duckdb.connect(str(db), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
@@ -291,7 +292,11 @@ def time_reports(db: Path, repeat: int) -> dict[str, Any]:
     baseline = min(scans)
     results: dict[str, Any] = {"baseline_full_scan_s": baseline, "reports": {}}
     for period, (start, end) in PERIODS.items():
+        if periods and period not in periods:
+            continue
         for key in FRAMEWORKS:
+            if frameworks and key not in frameworks:
+                continue
             best = None
             for _ in range(repeat):
                 cursor = con.cursor()
@@ -482,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true",
                         help="with --dir: time the reports on the projections generated there "
                         "before (skip the generation)")
+    parser.add_argument("--period", action="append", choices=list(PERIODS),
+                        help="time only these periods (repeatable; default all)")
+    parser.add_argument("--framework", action="append", choices=list(FRAMEWORKS),
+                        help="time only these frameworks (repeatable; default all)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="reports-bench-"))
@@ -501,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
                 out["generated"] = generate(db, args.entries)
             print(f"generated {out['generated']['entries']:,} entries in "
                   f"{out['generated']['seconds']:.0f} s", file=sys.stderr, flush=True)
-            out.update(time_reports(db, args.repeat))
+            out.update(time_reports(db, args.repeat, args.period, args.framework))
         if args.real:
             out["real"] = time_real(root, args.real)
     finally:

@@ -89,12 +89,19 @@ WITH prm AS (
     WHERE o.stage = 'requested' AND o.occurred_at >= {start} AND o.occurred_at < {end}
     QUALIFY row_number() OVER (PARTITION BY o.override_id
                                ORDER BY o.occurred_at, o.ledger_index) = 1
+), orphans AS (
+    -- executions with a report in the period under no known permit (only the period's
+    -- reports are checked against every permit: an execution whose reports in the period
+    -- all name known permits would start outside it, and is not the period's change)
+    SELECT DISTINCT y.execution_id FROM r_executions y
+    WHERE y.occurred_at >= {start} AND y.occurred_at < {end}
+      AND NOT EXISTS (SELECT 1 FROM r_permit_requests r WHERE r.permit_id = y.permit_id)
+      AND NOT EXISTS (SELECT 1 FROM r_overrides o WHERE o.override_id = y.permit_id)
 ), exe_raw AS (
-    -- executions with a report in the period, under no known permit
-    SELECT x.* FROM r_executions x
-    WHERE x.execution_id IN (SELECT y.execution_id FROM r_executions y, _params p
-                             WHERE y.occurred_at >= {start} AND y.occurred_at < {end})
-      AND NOT EXISTS (SELECT 1 FROM r_permit_requests r WHERE r.permit_id = x.permit_id)
+    -- every report of those executions under no known permit (the first may precede the
+    -- period: such a change is not the period's, exe_in drops it)
+    SELECT x.* FROM r_executions x SEMI JOIN orphans o ON x.execution_id = o.execution_id
+    WHERE NOT EXISTS (SELECT 1 FROM r_permit_requests r WHERE r.permit_id = x.permit_id)
       AND NOT EXISTS (SELECT 1 FROM r_overrides o WHERE o.override_id = x.permit_id)
 ), exe AS (
     SELECT 'exec:' || x.execution_id AS change_id, 'unpermitted' AS kind,

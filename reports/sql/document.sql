@@ -45,12 +45,12 @@ LEFT JOIN (SELECT change_id, list_sort(list_distinct(list(code))) AS codes FROM 
 LEFT JOIN _sample s USING (change_id);
 
 -- name: entries
--- evidence.entries: every cited entry once, keyed "<partition>:<index>", in ledger order
--- (tree_size and proof are filled in Python when proofs are asked for)
-SELECT '{' || coalesce(string_agg(to_json(partition || ':' || ledger_index)::VARCHAR || ':' ||
-    json_object('event_id', event_id, 'type', type, 'partition', partition,
-                'index', ledger_index, 'leaf_hash', leaf_hash, 'tree_size', NULL,
-                'proof', NULL)::VARCHAR, ',' ORDER BY partition, ledger_index), '') || '}'
+-- evidence.entries: every cited entry once, keyed "<partition>:<index>", in ledger order: its
+-- type and leaf hash (the position and leaf hash pin the entry; its bytes are the ledger's).
+-- The inclusion proofs are evidence.multiproofs, one per partition (reports/build.py).
+SELECT '{' || coalesce(string_agg('"' || partition || ':' || ledger_index || '":' ||
+    json_object('type', type, 'leaf_hash', leaf_hash)::VARCHAR, ','
+    ORDER BY partition, ledger_index), '') || '}'
 FROM r_entries;
 
 -- name: exceptions

@@ -418,9 +418,9 @@ def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
     extra = [f"SELECT partition, ledger_index FROM {t}" for name, t in
              (("phi_access", "r_phi_access"), ("erasures", "r_erasures_in"))
              if name in document["sections"]]
-    sql = "SELECT partition, ledger_index, event_id, type, leaf_hash FROM r_cited"
+    sql = "SELECT partition, ledger_index, type, leaf_hash FROM r_cited"
     if extra:  # found on positions alone, then read by row id (sql/evidence.sql r_cited)
-        sql += (" UNION SELECT e.partition, e.ledger_index, e.event_id, e.type, e.leaf_hash "
+        sql += (" UNION SELECT e.partition, e.ledger_index, e.type, e.leaf_hash "
                 "FROM events e SEMI JOIN (SELECT f.rowid AS row_id FROM "
                 f"({' UNION '.join(extra)}) x JOIN events f "
                 "ON f.partition = x.partition AND f.ledger_index = x.ledger_index) k "

@@ -421,8 +421,8 @@ def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
     sql = "SELECT partition, ledger_index, type, leaf_hash FROM r_cited"
     if extra:  # found on positions alone, then read by row id (sql/evidence.sql r_cited)
         sql += (" UNION SELECT e.partition, e.ledger_index, e.type, e.leaf_hash "
-                "FROM events e SEMI JOIN (SELECT f.rowid AS row_id FROM "
-                f"({' UNION '.join(extra)}) x JOIN events f "
+                "FROM events e SEMI JOIN (SELECT f.rowid AS row_id FROM events f SEMI JOIN "
+                f"({' UNION ALL '.join(extra)}) x "
                 "ON f.partition = x.partition AND f.ledger_index = x.ledger_index) k "
                 "ON e.rowid = k.row_id")
     con.execute(f"CREATE OR REPLACE TEMP TABLE r_entries AS {sql}")

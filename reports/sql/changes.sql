@@ -150,17 +150,20 @@ SEMI JOIN (SELECT decision_event_id FROM r_candidates
     ON d.event_id = m.decision_event_id;
 
 -- A decision's factors and minimums are rows of its entry (its event id, time and position):
--- only the time range of the candidates' decisions is read.
+-- only the time range of the candidates' decisions is read, and they are matched on the
+-- position (two integers; a quarter of the cost of matching the event id over a year).
 CREATE OR REPLACE TEMP TABLE r_changes AS
 WITH cls AS (
     SELECT event_id, list_distinct(list(cls)) AS classes FROM (
         SELECT m.event_id, lower(replace(m.rule, 'minimum.data.', '')) AS cls
-        FROM r_minimums m SEMI JOIN r_candidates c ON m.event_id = c.decision_event_id
+        FROM r_minimums m SEMI JOIN c_decisions d
+            ON m.partition = d.partition AND m.ledger_index = d.ledger_index
         WHERE m.rule LIKE 'minimum.data.%' AND m.occurred_at BETWEEN
             (SELECT min(occurred_at) FROM c_decisions) AND (SELECT max(occurred_at) FROM c_decisions)
         UNION ALL
         SELECT f.event_id, lower(f.value) AS cls
-        FROM r_factors f SEMI JOIN r_candidates c ON f.event_id = c.decision_event_id
+        FROM r_factors f SEMI JOIN c_decisions d
+            ON f.partition = d.partition AND f.ledger_index = d.ledger_index
         WHERE f.factor = 'data_sensitivity' AND f.value IS NOT NULL AND f.occurred_at BETWEEN
             (SELECT min(occurred_at) FROM c_decisions) AND (SELECT max(occurred_at) FROM c_decisions))
     GROUP BY event_id

@@ -2,8 +2,9 @@
 
 JSON is the document itself (what the registry keeps; every other format renders from it).
 CSV is one table per call (`section`): changes (the population, default), exceptions, sample,
-evidence (every entry with its inclusion proof), checkpoints, consistency, and the
-framework's own sections (phi_access, processing, erasures, retention).
+evidence (every cited entry: type, leaf hash, whether a multiproof proves it), multiproofs
+(one per partition), checkpoints, consistency, and the framework's own sections (phi_access,
+processing, erasures, retention).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ evidence (ledger position, leaf hash, inclusion proof) behind every line.
 
     document = build_report(con, framework("sox"), start, end, context=ReportContext(...))
 
-The document is a JSON-able dict (format `worker-certification-report/1`, docs/reports.md);
+The document is a JSON-able dict (format `worker-certification-report/2`, docs/reports.md);
 `reports.render` turns it into HTML, CSV or Markdown. `con` may be read-only: everything the
 report creates is a TEMP table or view of that connection (use a fresh connection or cursor
 per report).
@@ -15,7 +15,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +47,7 @@ from rules.governance import Governance
 if TYPE_CHECKING:
     from ledger.keys import SigningKey
 
-FORMAT = "worker-certification-report/1"
+FORMAT = "worker-certification-report/2"
 PROOF_MODES = ("all", "tested", "none")
 
 
@@ -166,9 +165,7 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
     seed = ctx.seed or sampling.default_seed(
         cp_dicts or [{"partition": p, "size": s, "root": ""} for p, s in sorted(cut.items())])
     size = ctx.sample_size if ctx.sample_size is not None else fw.sample_size
-    drawn = sampling.draw(con.execute(
-        "SELECT change_id, kind, dayofweek(changed_at) IN (0, 6) FROM r_changes").fetchall(),
-        seed, size)
+    drawn = _draw(con, seed, size)
     con.execute("CREATE OR REPLACE TEMP TABLE _sample AS SELECT unnest(?::VARCHAR[]) AS "
                 "change_id, unnest(?::INTEGER[]) AS rank",
                 [[d["change_id"] for d in drawn], [d["rank"] for d in drawn]])
@@ -222,8 +219,10 @@ def build_report(con: duckdb.DuckDBPyConnection, fw: Framework, start: datetime,
         "metrics": metrics_module.compute(con, governance=ctx.governance, start=start, end=end,
                                           prefix="r_"),
         "evidence": {"proofs": ctx.proofs, "hash": "leaf_hash is hex (as in DuckDB "
-                     "events.leaf_hash); proof hashes, roots and notes are base64 (RFC 9162, "
-                     "C2SP tlog-checkpoint)", "entries": {}},
+                     "events.leaf_hash); multiproof nodes, roots and notes are base64 (RFC "
+                     "9162 tree, C2SP tlog-checkpoint); a partition's multiproof lists the "
+                     "subtrees holding none of its proven indexes, in depth-first order "
+                     "(docs/reports.md)", "entries": {}, "multiproofs": {}},
     }
     entries_text = _attach_proofs(con, document, ctx, checkpoints)
     _consistency(document, ctx, checkpoints)
@@ -296,6 +295,23 @@ def _signature_findings(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
                           "no registered key of that approver and role verifies it",
                 "evidence": [f"{a['partition']}:{a['ledger_index']}"]})
     return findings
+
+
+def _draw(con: duckdb.DuckDBPyConnection, seed: str, size: int) -> list[dict[str, Any]]:
+    """The sample (reports/sample.py), its exact keys computed in Python for the changes whose
+    approximate keys (sql/sample.sql, computed in DuckDB) rank first, for all of them only when
+    those cannot settle it: hashing every change in Python costs ~3 us each."""
+    if size <= 0:
+        return []
+    first = 2 * size + 16
+    rows = con.execute(named("sample")["preselect"], [seed, first + 1]).fetchall()
+    if len(rows) > first:
+        drawn = sampling.draw_preselected([r[:3] for r in rows[:first]], rows[first][3], seed,
+                                          size)
+        if drawn is not None:
+            return drawn
+        rows = con.execute(named("sample")["preselect"], [seed, None]).fetchall()
+    return sampling.draw([r[:3] for r in rows], seed, size)
 
 
 def _count(values: Any) -> dict[str, int]:
@@ -395,70 +411,59 @@ def _ledger_info(ctx: ReportContext, cut: dict[int, int], projected: dict[int, i
 
 def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
                    ctx: ReportContext, checkpoints: dict[int, SignedCheckpoint]) -> str:
-    """Every ledger entry the report cites, once, with its inclusion proof (all of them, or
-    only those of the tested lines: the sample and the exceptions). Returns the entries' JSON
-    text (as DuckDB built it, or with the proofs as `_entries_json` writes it)."""
+    """Every ledger entry the report cites, once (evidence.entries: type and leaf hash), and
+    the inclusion proofs of all of them, or only of those of the tested lines (the sample and
+    the exceptions): one Merkle multiproof per partition (evidence.multiproofs). Returns the
+    entries' JSON text as DuckDB built it."""
     extra = [f"SELECT partition, ledger_index FROM {t}" for name, t in
              (("phi_access", "r_phi_access"), ("erasures", "r_erasures_in"))
              if name in document["sections"]]
-    sql = "SELECT partition, ledger_index, event_id, type, leaf_hash FROM r_cited"
-    if extra:
-        sql += (" UNION SELECT e.partition, e.ledger_index, e.event_id, e.type, e.leaf_hash "
-                f"FROM ({' UNION '.join(extra)}) x JOIN events e "
-                "ON e.partition = x.partition AND e.ledger_index = x.ledger_index")
+    sql = "SELECT partition, ledger_index, type, leaf_hash FROM r_cited"
+    if extra:  # found on positions alone, then read by row id (sql/evidence.sql r_cited)
+        sql += (" UNION SELECT e.partition, e.ledger_index, e.type, e.leaf_hash "
+                "FROM events e SEMI JOIN (SELECT f.rowid AS row_id FROM events f SEMI JOIN "
+                f"({' UNION ALL '.join(extra)}) x "
+                "ON f.partition = x.partition AND f.ledger_index = x.ledger_index) k "
+                "ON e.rowid = k.row_id")
     con.execute(f"CREATE OR REPLACE TEMP TABLE r_entries AS {sql}")
-    wanted: list[tuple[int, int]] = []
+    text = _text(con, "entries", "{}")
+    document["evidence"]["entries"] = JSONDict(text) if ctx.lazy else json.loads(text)
+    wanted: list[tuple[int, int, str | None]] = []  # (partition, index, projected leaf hash)
     if checkpoints and ctx.proofs == "all":
-        wanted = con.execute("SELECT partition, ledger_index FROM r_entries").fetchall()
+        wanted = con.execute("SELECT partition, ledger_index, leaf_hash FROM r_entries"
+                             ).fetchall()
     elif checkpoints and ctx.proofs == "tested":
         lines = document["population"]["changes"]
         keep = {key for line in lines if line["sampled"] is not None or line["exceptions"]
                 for key in line["evidence"]}
         keep |= {key for item in document["exceptions"]["items"] for key in item["evidence"]}
-        wanted = [(int(p), int(i)) for p, i in (k.split(":") for k in keep)]
-    if not wanted:  # as DuckDB writes it (no proof to add)
-        text = _text(con, "entries", "{}")
-        document["evidence"]["entries"] = JSONDict(text) if ctx.lazy else json.loads(text)
-        return text
-    by_partition: dict[int, list[int]] = {}
-    for p, index in wanted:
-        by_partition.setdefault(p, []).append(index)
-    proofs: dict[tuple[int, int], list[str]] = {}
-    leaves: dict[tuple[int, int], str] = {}
-    for partition, indexes in sorted(by_partition.items()):
+        con.execute("CREATE OR REPLACE TEMP TABLE _tested AS SELECT "
+                    "split_part(k, ':', 1)::INTEGER AS partition, "
+                    "split_part(k, ':', 2)::BIGINT AS ledger_index FROM unnest(?::VARCHAR[]) "
+                    "AS t(k)", [sorted(keep)])
+        wanted = con.execute("SELECT partition, ledger_index, leaf_hash FROM r_entries "
+                             "SEMI JOIN _tested USING (partition, ledger_index)").fetchall()
+    by_partition: dict[int, dict[int, str | None]] = {}
+    for p, index, leaf in wanted:
+        by_partition.setdefault(p, {})[index] = leaf
+    proofs: dict[str, Any] = {}
+    for partition, leaves in sorted(by_partition.items()):
         prover = Prover(ctx.ledger_dir, checkpoints[partition])  # type: ignore[arg-type]
         try:
-            leaves.update(((partition, i), h) for i, h in prover.leaves_hex(indexes).items())
-            # batched, and checked against the signed root
-            proofs.update(((partition, i), path) for i, path in prover.paths(indexes).items())
+            indexes = sorted(leaves)
+            for index, stored in prover.leaves_hex(indexes).items():
+                if stored != leaves[index]:
+                    raise EvidenceError(
+                        f"partition {partition} entry {index}: the projection's leaf hash is "
+                        "not the ledger's (rebuild the projections)",
+                        "reports.projection_mismatch")
+            # checked against the signed root before it is written
+            proofs[str(partition)] = {"tree_size": checkpoints[partition].size,
+                                      "indexes": indexes, "nodes": prover.multiproof(indexes)}
         finally:
             prover.close()
-    rows = con.execute("SELECT partition, ledger_index, event_id, type, leaf_hash FROM r_entries "
-                       "ORDER BY partition, ledger_index").fetchall()
-    for p, index, _, _, leaf in rows:
-        if (p, index) in leaves and leaves[(p, index)] != leaf:
-            raise EvidenceError(
-                f"partition {p} entry {index}: the projection's leaf hash is not the ledger's "
-                "(rebuild the projections)", "reports.projection_mismatch")
-    text = _entries_json(rows, proofs, {p: cp.size for p, cp in checkpoints.items()})
-    document["evidence"]["entries"] = JSONDict(text) if ctx.lazy else json.loads(text)
+    document["evidence"]["multiproofs"] = proofs
     return text
-
-
-def _entries_json(rows: list[tuple[Any, ...]], proofs: dict[tuple[int, int], list[str]],
-                  sizes: dict[int, int]) -> str:
-    """evidence.entries as JSON text, written directly (no object per entry): the members
-    and order of the entries DuckDB writes (sql/document.sql "entries"), with the proofs."""
-    enc = encode_basestring
-    parts = []
-    for p, index, event_id, kind, leaf in rows:
-        path = proofs.get((p, index))
-        tail = ('"tree_size":null,"proof":null}' if path is None else
-                f'"tree_size":{sizes[p]},"proof":["' + '","'.join(path) + '"]}')
-        parts.append(f'"{p}:{index}":{{"event_id":{enc(event_id)},"type":{enc(kind)},'
-                     f'"partition":{p},"index":{index},"leaf_hash":'
-                     f'{"null" if leaf is None else enc(leaf)},{tail}')
-    return "{" + ",".join(parts) + "}"
 
 
 def _consistency(document: dict[str, Any], ctx: ReportContext,

@@ -22,10 +22,8 @@ import base64
 import json
 import mmap
 import threading
-from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +53,7 @@ from ledger.merkle import (
 from ledger.proofs import latest_checkpoint
 from ledger.reader import iter_raw
 from ledger.sidefiles import level_path
+from reports import multiproof
 
 BOOK_DEPTH = 256  # checkpoints remembered per partition
 
@@ -262,53 +261,34 @@ class Prover:
                                 f"proof ({error})", "reports.no_proof") from None
         return path
 
-    def paths(self, indexes: Iterable[int]) -> dict[int, list[str]]:
-        """Inclusion paths (base64 hashes, leaf side first) of many entries at once.
-
-        One walk down the RFC 9162 recursion visits only the subtrees that hold a wanted
-        entry: a subtree without one is a single stored node (or, on the right edge, a few);
-        a subtree with some is hashed once from its two halves, and that hash (and its base64)
-        serves every path that passes it. The walk ends at the root, which must be the
-        checkpoint's: that one comparison checks every path it produced (each path's hashes
-        are exactly the ones that rebuilt the root)."""
+    def multiproof(self, indexes: Iterable[int]) -> list[str]:
+        """One Merkle multiproof (reports/multiproof.py; base64 hashes) of many entries against
+        the checkpoint's root, from the stored tree levels; the root it leads to is compared
+        with the checkpoint's before it is handed out."""
         wanted = sorted(set(indexes))
         size = self.checkpoint.size
         if not wanted:
-            return {}
+            return []
         if wanted[0] < 0 or wanted[-1] >= size:
             raise EvidenceError(f"partition {self.checkpoint.partition}: entries outside the "
                                 f"checkpoint's tree of {size}", "reports.no_proof")
-        out: dict[int, list[str]] = {i: [] for i in wanted}
-        node, encode = self.node, base64.b64encode
+        nodes: list[bytes] = []
+        node = self.node
 
-        def walk(lo: int, hi: int, a: int, b: int) -> bytes:
-            if a == b:
-                return range_hash(lo, hi, node)
-            if hi - lo == 1:
-                return node(0, lo)
-            k = 1 << ((hi - lo - 1).bit_length() - 1)
-            mid = bisect_left(wanted, lo + k, a, b)
-            left = walk(lo, lo + k, a, mid)
-            right = walk(lo + k, hi, mid, b)
-            if a < mid:
-                text = encode(right).decode()
-                for i in wanted[a:mid]:
-                    out[i].append(text)
-            if mid < b:
-                text = encode(left).decode()
-                for i in wanted[mid:b]:
-                    out[i].append(text)
-            return sha256(b"\x01" + left + right).digest()
+        def absent(lo: int, hi: int) -> bytes:
+            value = range_hash(lo, hi, node)
+            nodes.append(value)
+            return value
 
         try:
-            root = walk(0, size, 0, len(wanted))
+            top = multiproof.walk(size, wanted, lambda i: node(0, i), absent)
         except (OSError, IndexError, ValueError, LedgerError) as error:
             raise EvidenceError(f"partition {self.checkpoint.partition}: no proofs ({error})",
                                 "reports.no_proof") from None
-        if root != self.checkpoint.root:
+        if top != self.checkpoint.root:
             raise EvidenceError(f"partition {self.checkpoint.partition}: the stored tree does "
                                 "not lead to the checkpoint's root", "reports.no_proof")
-        return out
+        return [b64(h) for h in nodes]
 
     def leaves_hex(self, indexes: Iterable[int]) -> dict[int, str]:
         """The stored leaf hashes (hex) of some entries."""

@@ -2,8 +2,9 @@
 
 JSON is the document itself (what the registry keeps; every other format renders from it).
 CSV is one table per call (`section`): changes (the population, default), exceptions, sample,
-evidence (every entry with its inclusion proof), checkpoints, consistency, and the
-framework's own sections (phi_access, processing, erasures, retention).
+evidence (every cited entry: type, leaf hash, whether a multiproof proves it), multiproofs
+(one per partition), checkpoints, consistency, and the framework's own sections (phi_access,
+processing, erasures, retention).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import io
 from typing import Any
 
 FORMATS = ("json", "csv", "md", "html")
-CSV_SECTIONS = ("changes", "exceptions", "sample", "evidence", "checkpoints", "consistency",
-                "phi_access", "processing", "erasures", "retention")
+CSV_SECTIONS = ("changes", "exceptions", "sample", "evidence", "multiproofs", "checkpoints",
+                "consistency", "phi_access", "processing", "erasures", "retention")
 
 
 def render(document: dict[str, Any], fmt: str, *, section: str = "changes") -> str:
@@ -81,8 +82,15 @@ def _table_rows(document: dict[str, Any], section: str) -> list[dict[str, Any]]:
     if section == "sample":
         return [{**s, "seed": document["sample"]["seed"]} for s in document["sample"]["changes"]]
     if section == "evidence":
-        return [{**e, "proof": " ".join(e["proof"] or [])}
-                for e in document["evidence"]["entries"].values()]
+        proven = _proven(document)
+        return [{"entry": _refs([key]), "partition": key.split(":")[0],
+                 "index": key.split(":")[1], "type": e["type"], "leaf_hash": e["leaf_hash"],
+                 "proven": key in proven}
+                for key, e in document["evidence"]["entries"].items()]
+    if section == "multiproofs":
+        return [{"partition": p, "tree_size": m["tree_size"], "leaves": len(m["indexes"]),
+                 "indexes": " ".join(map(str, m["indexes"])), "nodes": " ".join(m["nodes"])}
+                for p, m in document["evidence"].get("multiproofs", {}).items()]
     if section == "checkpoints":
         return [{**c, "signed_by": _list(c["signed_by"])} for c in document["checkpoints"]]
     if section == "consistency":
@@ -224,12 +232,23 @@ def to_markdown(document: dict[str, Any]) -> str:
     cols = ["change_id", "kind", "level", "requested_by", "changed_at", "approvers",
             "deployed_at", "state", "exceptions", "sampled", "evidence"]
     out += _md_table(cols, [[r[c] for c in cols] for r in rows])
-    out += ["## Evidence (inclusion proofs against the checkpoints above)", ""]
-    for e in document["evidence"]["entries"].values():
-        proof = " ".join(e["proof"]) if e["proof"] is not None else "(not included)"
-        out.append(f"- `p{e['partition']}#{e['index']}` {e['type']} leaf {e['leaf_hash']} "
-                   f"tree {e['tree_size']}: {proof}")
+    out += ["## Evidence", ""]
+    proven = _proven(document)
+    for key, e in document["evidence"]["entries"].items():
+        out.append(f"- `{_refs([key])}` {e['type']} leaf {e['leaf_hash']}"
+                   + ("" if key in proven else " (no proof included)"))
+    out += ["", "## Inclusion proofs (one multiproof per partition, against the checkpoints "
+            "above)", ""]
+    for p, m in document["evidence"].get("multiproofs", {}).items():
+        out.append(f"- partition {p}, tree {m['tree_size']}, {len(m['indexes'])} entries: "
+                   f"nodes {' '.join(m['nodes'])}")
     return "\n".join(out) + "\n"
+
+
+def _proven(document: dict[str, Any]) -> set[str]:
+    """The entries ("<partition>:<index>") the report's multiproofs prove."""
+    return {f"{p}:{i}" for p, m in document["evidence"].get("multiproofs", {}).items()
+            for i in m["indexes"]}
 
 
 def _fmt(value: Any) -> str:
@@ -268,17 +287,13 @@ def _html_table(headers: list[str], rows: list[list[str]], raw: bool = False) ->
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _evidence_html(evidence: list[str], entries: dict[str, Any]) -> str:
+def _evidence_html(evidence: list[str], entries: dict[str, Any], proven: set[str]) -> str:
     items = []
     for key in evidence:
         e = entries.get(key, {})
-        proof = e.get("proof")
-        proof_text = ("proof (tree " + str(e.get("tree_size")) + "): " +
-                      " ".join(proof)) if proof is not None else "proof not included"
-        items.append(f"<li><code>{_refs([key])}</code> {_h(e.get('type'))} "
-                     f"<code>{_h(e.get('event_id'))}</code> leaf "
-                     f"<code>{_h(e.get('leaf_hash'))}</code><br>"
-                     f"<code>{html.escape(proof_text)}</code></li>")
+        items.append(f"<li><code>{_refs([key])}</code> {_h(e.get('type'))} leaf "
+                     f"<code>{_h(e.get('leaf_hash'))}</code>"
+                     + ("" if key in proven else " (no proof included)") + "</li>")
     return (f"<details><summary>{len(evidence)} entries</summary><ul>{''.join(items)}</ul>"
             "</details>")
 
@@ -286,6 +301,7 @@ def _evidence_html(evidence: list[str], entries: dict[str, Any]) -> str:
 def to_html(document: dict[str, Any]) -> str:
     fw = document["framework"]
     entries = document["evidence"]["entries"]
+    proven = _proven(document)
     parts = [(f"<!doctype html><html lang=en><meta charset=utf-8><title>{_h(fw['title'])} — "
               f"{_h(document['report_id'])}</title><style>{STYLE}</style><body>"),
              f"<h1>{_h(fw['title'])}</h1><dl>"]
@@ -310,7 +326,7 @@ def to_html(document: dict[str, Any]) -> str:
     parts.append(_html_table(
         ["change", "code", "detail", "evidence"],
         [[_h(x["change_id"] or "(none)"), f"<span class=exc>{_h(x['code'])}</span>",
-          _h(x["detail"]), _evidence_html(x["evidence"], entries)]
+          _h(x["detail"]), _evidence_html(x["evidence"], entries, proven)]
          for x in document["exceptions"]["items"]], raw=True)
         if document["exceptions"]["items"] else "<p class=ok>No exceptions.</p>")
     parts.append(f"<h2>Sample</h2><p>{_h(document['sample']['method'])}; seed "
@@ -325,7 +341,7 @@ def to_html(document: dict[str, Any]) -> str:
             continue
         headers = list(rows[0])
         parts.append(_html_table(headers, [
-            [_evidence_html(r[h], entries) if h == "evidence" else _h(r[h]) for h in headers]
+            [_evidence_html(r[h], entries, proven) if h == "evidence" else _h(r[h]) for h in headers]
             for r in rows], raw=True))
     parts.append("<h2>Metrics</h2>")
     parts.append(_html_table(["metric", "value", "target", "met"],
@@ -342,7 +358,15 @@ def to_html(document: dict[str, Any]) -> str:
         if line["exceptions"]:
             at = cols.index("exceptions")
             cells[at] = f"<span class=exc>{cells[at]}</span>"
-        rows.append([*cells, _evidence_html(line["evidence"], entries)])
+        rows.append([*cells, _evidence_html(line["evidence"], entries, proven)])
     parts.append(_html_table([*cols, "evidence"], rows, raw=True))
+    parts.append("<h2>Inclusion proofs</h2><p>One Merkle multiproof per partition of every "
+                 "proven entry against the checkpoint above (docs/reports.md)</p>")
+    parts.append(_html_table(
+        ["partition", "tree size", "entries", "nodes"],
+        [[p, str(m["tree_size"]), str(len(m["indexes"])),
+          f"<details><summary>{len(m['nodes'])} nodes</summary><code>"
+          f"{html.escape(' '.join(m['nodes']))}</code></details>"]
+         for p, m in document["evidence"].get("multiproofs", {}).items()], raw=True))
     parts.append("</body></html>\n")
     return "".join(parts)

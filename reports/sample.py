@@ -49,3 +49,23 @@ def draw(changes: Iterable[tuple[str, str, bool]], seed: str, size: int
     scored.sort(key=lambda x: (-x[0], x[1]))
     return [{"rank": rank, "change_id": change_id, "weight": w, "key": k}
             for rank, (k, change_id, w) in enumerate(scored[:max(size, 0)], start=1)]
+
+
+# How far an approximate key (sql/sample.sql: the first 64 bits of the hash, in floating point)
+# may be from the exact one: for u >= 2**-32 well under 1e-9; a change whose u is smaller has a
+# key below ln(2**-31) / 3 > -7.2, so a sample whose keys are all above -7 never needs it.
+TOLERANCE = 1e-9
+FLOOR = -7.0
+
+
+def draw_preselected(candidates: list[tuple[str, str, bool]], bound: float, seed: str,
+                     size: int) -> list[dict[str, Any]] | None:
+    """The exact draw among the changes with the largest approximate keys, when it is the draw
+    over every change: every key it keeps must clear `bound` (the largest approximate key of
+    the changes left out) by more than an approximate key can be off. None when it does not
+    (then draw over every change)."""
+    drawn = draw(candidates, seed, size)
+    if len(drawn) < size:
+        return None
+    low = drawn[-1]["key"] if drawn else 0.0
+    return drawn if low > bound + TOLERANCE and low > FLOOR else None

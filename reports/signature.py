@@ -208,6 +208,7 @@ def verify_report(data: bytes, *, ledger_dir: Path | None = None,
                   "(the file was changed, or it was signed by another key)")
     anchors = [VerifierKey.parse(v) for v in trusted]
     in_anchors = any(a.public == key.public for a in anchors)
+    _check_evidence(verdict, document, ledger_dir, [key, *anchors], [a.vkey() for a in anchors])
     location = block.get("ledger") or None
     if ledger_dir is None:
         verdict.check("key", in_anchors, "one of the trusted keys" if in_anchors else
@@ -236,6 +237,52 @@ def verify_report(data: bytes, *, ledger_dir: Path | None = None,
                   "neither in the ledger's key registry (anchored to a trusted key) nor trusted")
     _check_ledger(verdict, Path(ledger_dir), partition, location, block, digest, anchors)
     return verdict
+
+
+def _check_evidence(verdict: Verdict, document: dict[str, Any], ledger_dir: Path | None,
+                    keys: list[VerifierKey], trusted: list[str]) -> None:
+    """Every partition's multiproof rebuilds the root of the signed checkpoint the report names
+    (the note's signature checked against the ledger's key registry, or without the ledger
+    against the report's own key and the trusted keys), from the leaf hashes of the entries it
+    proves; with proofs "all", every cited entry is proven."""
+    from ledger.checkpoint import Checkpoint
+    from reports import multiproof
+    from reports.evidence import EvidenceError, verify_checkpoint
+
+    evidence = document.get("evidence") or {}
+    entries, proofs = evidence.get("entries") or {}, evidence.get("multiproofs") or {}
+    notes = {str(c.get("partition")): c.get("note") for c in document.get("checkpoints") or []}
+    proven = 0
+    try:
+        for partition, proof in sorted(proofs.items()):
+            note = notes.get(partition)
+            if not isinstance(note, str):
+                raise ValueError(f"partition {partition}: no checkpoint named")
+            if ledger_dir is not None:
+                checkpoint = verify_checkpoint(ledger_dir, int(partition), note, trusted)
+                size, top = checkpoint.size, checkpoint.root
+            else:
+                parsed, _ = Checkpoint.verify(note, keys)
+                size, top = parsed.size, parsed.root
+            if proof.get("tree_size") != size:
+                raise ValueError(f"partition {partition}: tree size is not the checkpoint's")
+            leaves = {int(i): bytes.fromhex(entries[f"{partition}:{i}"]["leaf_hash"])
+                      for i in proof.get("indexes") or []}
+            nodes = [base64.b64decode(h, validate=True) for h in proof.get("nodes") or []]
+            if multiproof.root(size, leaves, nodes) != top:
+                raise ValueError(f"partition {partition}: the multiproof does not lead to the "
+                                 "checkpoint's root")
+            proven += len(leaves)
+    except (ValueError, KeyError, TypeError, binascii.Error, LedgerError, EvidenceError) as error:
+        verdict.check("evidence", False, str(getattr(error, "message", None) or error))
+        return
+    if evidence.get("proofs") == "all" and proven != len(entries):
+        verdict.check("evidence", False, f"{len(entries) - proven} cited entries carry no proof")
+        return
+    verdict.check("evidence", True, f"{proven} of {len(entries)} cited entries proven included "
+                  f"in the signed checkpoints ({len(proofs)} multiproofs)" if proofs else
+                  "the report carries no inclusion proofs (made with --proofs none, or "
+                  "without the ledger)")
 
 
 def _find(ledger_dir: Path, partition: int, event_id: str, hint: Any) -> int | None:

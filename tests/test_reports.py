@@ -25,7 +25,7 @@ from tests.test_reports_kit import (
     build_history,
     check_note,
     consistent,
-    root_from_path,
+    root_from_multiproof,
 )
 
 POLICY = default_policy()
@@ -103,20 +103,45 @@ def test_every_line_has_evidence_that_verifies_independently(history, reports):
         assert (size, base64.b64encode(root).decode()) == (cp["size"], cp["root"])
         roots[cp["partition"]] = (size, root)
     entries = document["evidence"]["entries"]
+    proofs = document["evidence"]["multiproofs"]
+    assert set(proofs) == {str(p) for p in roots}
+    proven = set()
+    for partition, proof in proofs.items():
+        size, root = roots[int(partition)]
+        assert proof["tree_size"] == size
+        leaves = {i: bytes.fromhex(entries[f"{partition}:{i}"]["leaf_hash"])
+                  for i in proof["indexes"]}
+        nodes = [base64.b64decode(h) for h in proof["nodes"]]
+        assert root_from_multiproof(size, leaves, nodes) == root
+        proven |= {f"{partition}:{i}" for i in proof["indexes"]}
+        # one proof for all: fewer nodes than the single paths would carry
+        assert len(nodes) < sum(size.bit_length() for _ in leaves)
+    assert proven == set(entries)  # proofs="all": every cited entry
     for line in document["population"]["changes"]:
         types = {entries[key]["type"] for key in line["evidence"]}
         assert types & {"permit.requested", "override.requested", "execution.reported"}, line
-        for key in line["evidence"]:
-            entry = entries[key]
-            assert key == f"{entry['partition']}:{entry['index']}"
-            size, root = roots[entry["partition"]]
-            assert entry["tree_size"] == size and entry["index"] < size
-            path = [base64.b64decode(h) for h in entry["proof"]]
-            leaf = bytes.fromhex(entry["leaf_hash"])
-            assert root_from_path(entry["index"], size, leaf, path) == root
+        assert set(line["evidence"]) <= proven
     for item in document["exceptions"]["items"]:
         assert item["evidence"], item
-        assert entries[item["evidence"][0]]["proof"] is not None
+        assert item["evidence"][0] in proven
+
+
+def test_a_multiproof_with_a_changed_leaf_or_node_fails(history, reports):
+    document = reports["soc2"]
+    entries = document["evidence"]["entries"]
+    partition, proof = next(iter(document["evidence"]["multiproofs"].items()))
+    root = base64.b64decode(next(c["root"] for c in document["checkpoints"]
+                                 if str(c["partition"]) == partition))
+    leaves = {i: bytes.fromhex(entries[f"{partition}:{i}"]["leaf_hash"])
+              for i in proof["indexes"]}
+    nodes = [base64.b64decode(h) for h in proof["nodes"]]
+    size = proof["tree_size"]
+    assert root_from_multiproof(size, leaves, nodes) == root
+    first = proof["indexes"][0]
+    assert root_from_multiproof(size, {**leaves, first: bytes(32)}, nodes) != root
+    assert root_from_multiproof(size, leaves, [bytes(32), *nodes[1:]]) != root
+    with pytest.raises(AssertionError, match="too short"):
+        root_from_multiproof(size, leaves, nodes[:-1])
 
 
 def test_the_leaf_hash_binds_the_entry_content(history, reports):
@@ -124,11 +149,13 @@ def test_the_leaf_hash_binds_the_entry_content(history, reports):
     from ledger import inclusion_proof
 
     document = reports["soc2"]
-    ref = document["evidence"]["entries"][document["population"]["changes"][0]["evidence"][0]]
-    proof = inclusion_proof(history.runner.settings.ledger_dir, ref["partition"], ref["index"])
+    key = document["population"]["changes"][0]["evidence"][0]
+    ref = document["evidence"]["entries"][key]
+    partition, index = map(int, key.split(":"))
+    proof = inclusion_proof(history.runner.settings.ledger_dir, partition, index)
     data = base64.b64decode(proof["leafData"])
     assert hashlib.sha256(b"\x00" + data).hexdigest() == ref["leaf_hash"]
-    assert json.loads(data[46:])["event_id"] == ref["event_id"]
+    assert json.loads(data[46:])["type"] == ref["type"]  # the entry the position names
 
 
 def test_two_reports_are_proven_consistent_independently(tmp_path):
@@ -243,7 +270,10 @@ def test_every_format_renders(reports):
     assert {r["change_id"] for r in rows} == {x["change_id"] for x in
                                              document["population"]["changes"]}
     evidence = list(csv.DictReader(io.StringIO(render(document, "csv", section="evidence"))))
-    assert len(evidence) == len(document["evidence"]["entries"]) and evidence[0]["proof"]
+    assert len(evidence) == len(document["evidence"]["entries"])
+    assert {e["proven"] for e in evidence} == {"True"}  # proofs="all"
+    proofs = list(csv.DictReader(io.StringIO(render(document, "csv", section="multiproofs"))))
+    assert sum(int(p["leaves"]) for p in proofs) == len(evidence)
     phi = list(csv.DictReader(io.StringIO(render(document, "csv", section="phi_access"))))
     assert len(phi) == 3
     with pytest.raises(ValueError, match="section"):
@@ -342,3 +372,15 @@ def test_a_decision_long_before_the_period_still_scopes_its_change(tmp_path):
         assert [line["change_id"] for line in long["population"]["changes"]] == [views["gdpr"]]
     finally:
         h.close()
+
+
+def test_tested_proofs_cover_exactly_the_sample_and_the_exceptions(history):
+    document = build_report(history.runner.projector.cursor(), framework("soc2"), *PERIOD,
+                            context=context(history, proofs="tested", sample_size=3))
+    proven = {f"{p}:{i}" for p, m in document["evidence"]["multiproofs"].items()
+              for i in m["indexes"]}
+    tested = {key for line in document["population"]["changes"]
+              if line["sampled"] is not None or line["exceptions"] for key in line["evidence"]}
+    tested |= {key for item in document["exceptions"]["items"] for key in item["evidence"]}
+    assert proven == tested
+    assert proven < set(document["evidence"]["entries"])  # the clean, unsampled lines: none

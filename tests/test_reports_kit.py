@@ -374,6 +374,32 @@ def root_from_path(index: int, size: int, leaf: bytes, path: list[bytes]) -> byt
     return r
 
 
+def root_from_multiproof(size: int, leaves: dict[int, bytes], nodes: list[bytes]) -> bytes:
+    """The root of a tree of `size` leaves (RFC 9162 2.1.1: MTH splits at the largest power
+    of two below n) from some of its leaves and the hashes of every maximal subtree holding
+    none of them, given left to right as a depth-first walk meets them."""
+    wanted = sorted(leaves)
+    assert wanted and 0 <= wanted[0] and wanted[-1] < size
+    queue = list(nodes)
+
+    def mth(lo: int, hi: int) -> bytes:
+        inside = [i for i in wanted if lo <= i < hi]
+        if not inside:
+            assert queue, "multiproof too short"
+            return queue.pop(0)
+        if hi - lo == 1:
+            return leaves[lo]
+        k = 1
+        while k * 2 < hi - lo:
+            k *= 2
+        left = mth(lo, lo + k)
+        return _node(left, mth(lo + k, hi))
+
+    top = mth(0, size)
+    assert not queue, "multiproof too long"
+    return top
+
+
 def consistent(size1: int, size2: int, root1: bytes, root2: bytes, path: list[bytes]) -> bool:
     """RFC 9162 2.1.4.2."""
     if size1 == size2:

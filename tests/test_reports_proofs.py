@@ -1,6 +1,6 @@
-"""Batched inclusion proofs (reports.evidence.Prover.paths) are the RFC 9162 paths one by one
-(Prover.path, ledger.merkle.inclusion_path), for trees of every shape, and a damaged stored
-node is caught by the one root comparison."""
+"""Multiproofs (reports.evidence.Prover.multiproof, reports.multiproof) rebuild the signed root
+with no more nodes than the single RFC 9162 paths (Prover.path), for trees of every shape, as an
+independent checker does; a damaged stored node is caught by the one root comparison."""
 
 from __future__ import annotations
 
@@ -33,22 +33,6 @@ def prover(ledger_dir):
     return Prover(ledger_dir, verify_checkpoint(ledger_dir, 0, latest_checkpoint(ledger_dir, 0)))
 
 
-@pytest.mark.parametrize("pick", ["all", "first-last", "random", "dense-run", "one"])
-def test_batched_paths_are_the_single_paths(ledger_dir, pick):
-    p = prover(ledger_dir)
-    size = p.checkpoint.size
-    wanted = {"all": range(size), "first-last": [0, size - 1],
-              "random": random.Random(7).sample(range(size), 97),
-              "dense-run": range(1000, size), "one": [size // 3]}[pick]
-    try:
-        batched = p.paths(wanted)
-        assert set(batched) == set(wanted)
-        for index in wanted:
-            assert batched[index] == [base64.b64encode(h).decode() for h in p.path(index)]
-    finally:
-        p.close()
-
-
 def test_a_damaged_node_is_caught(ledger_dir, tmp_path):
     import shutil
 
@@ -61,8 +45,45 @@ def test_a_damaged_node_is_caught(ledger_dir, tmp_path):
     p = prover(copy)
     try:
         with pytest.raises(EvidenceError, match="root"):
-            p.paths([3])  # its path takes that node as a sibling
+            p.multiproof([3])  # its path takes that node as a sibling
         with pytest.raises(EvidenceError, match="root"):
-            p.paths([3, 700, 1335])
+            p.multiproof([3, 700, 1335])
+    finally:
+        p.close()
+
+
+@pytest.mark.parametrize("pick", ["all", "first-last", "random", "dense-run", "one"])
+def test_a_multiproof_rebuilds_the_signed_root_with_fewer_nodes(ledger_dir, pick):
+    from reports.multiproof import root
+    from tests.test_reports_kit import root_from_multiproof
+
+    p = prover(ledger_dir)
+    size = p.checkpoint.size
+    wanted = sorted(set({"all": range(size), "first-last": [0, size - 1],
+                         "random": random.Random(7).sample(range(size), 97),
+                         "dense-run": range(1000, size), "one": [size // 3]}[pick]))
+    try:
+        nodes = [base64.b64decode(h) for h in p.multiproof(wanted)]
+        leaves = {i: p.leaf(i) for i in wanted}
+        assert root(size, leaves, nodes) == p.checkpoint.root
+        assert root_from_multiproof(size, leaves, nodes) == p.checkpoint.root  # independent
+        assert len(nodes) <= sum(len(p.path(i)) for i in wanted)
+    finally:
+        p.close()
+
+
+def test_a_multiproof_that_does_not_fit_is_refused(ledger_dir):
+    from reports.multiproof import MultiproofError, root
+
+    p = prover(ledger_dir)
+    try:
+        size, wanted = p.checkpoint.size, [3, 700, 1335]
+        nodes = [base64.b64decode(h) for h in p.multiproof(wanted)]
+        leaves = {i: p.leaf(i) for i in wanted}
+        with pytest.raises(MultiproofError, match="short"):
+            root(size, leaves, nodes[:-1])
+        with pytest.raises(MultiproofError, match="long"):
+            root(size, leaves, [*nodes, nodes[0]])
+        assert root(size, {**leaves, 3: bytes(32)}, nodes) != p.checkpoint.root
     finally:
         p.close()

@@ -64,8 +64,23 @@ def test_a_cli_report_is_signed_and_verifies(cli, capsys):
     assert main([*cli["base"], "report", "verify", str(cli["out"]), "--json"]) == 0
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["verified"] is True
-    assert [c["check"] for c in verdict["checks"]] == ["signature", "key", "ledger",
+    assert [c["check"] for c in verdict["checks"]] == ["signature", "evidence", "key", "ledger",
                                                       "checkpoint"]
+
+
+def test_evidence_that_does_not_lead_to_the_signed_checkpoints_fails(cli):
+    from ledger import SigningKey
+    from reports.signature import sign
+
+    offline = verify_report(cli["data"], trusted=[cli["vkey"]])  # no ledger: the notes' keys
+    assert offline.verified and "proven included" in offline.checks[1]["detail"]
+    document = json.loads(cli["data"])
+    del document["signature"]
+    entry = next(iter(document["evidence"]["entries"].values()))
+    entry["leaf_hash"] = "00" * 32
+    data = sign(document, SigningKey.generate("forger"))  # a good signature over bad evidence
+    checks = {c["check"]: c["passed"] for c in verify_report(data, trusted=[cli["vkey"]]).checks}
+    assert checks["signature"] and not checks["evidence"]
 
 
 @pytest.mark.parametrize("where", ["digest", "middle", "signature", "newline"])

@@ -89,12 +89,19 @@ WITH prm AS (
     WHERE o.stage = 'requested' AND o.occurred_at >= {start} AND o.occurred_at < {end}
     QUALIFY row_number() OVER (PARTITION BY o.override_id
                                ORDER BY o.occurred_at, o.ledger_index) = 1
+), orphans AS (
+    -- executions with a report in the period under no known permit (only the period's
+    -- reports are checked against every permit: an execution whose reports in the period
+    -- all name known permits would start outside it, and is not the period's change)
+    SELECT DISTINCT y.execution_id FROM r_executions y
+    WHERE y.occurred_at >= {start} AND y.occurred_at < {end}
+      AND NOT EXISTS (SELECT 1 FROM r_permit_requests r WHERE r.permit_id = y.permit_id)
+      AND NOT EXISTS (SELECT 1 FROM r_overrides o WHERE o.override_id = y.permit_id)
 ), exe_raw AS (
-    -- executions with a report in the period, under no known permit
-    SELECT x.* FROM r_executions x
-    WHERE x.execution_id IN (SELECT y.execution_id FROM r_executions y, _params p
-                             WHERE y.occurred_at >= {start} AND y.occurred_at < {end})
-      AND NOT EXISTS (SELECT 1 FROM r_permit_requests r WHERE r.permit_id = x.permit_id)
+    -- every report of those executions under no known permit (the first may precede the
+    -- period: such a change is not the period's, exe_in drops it)
+    SELECT x.* FROM r_executions x SEMI JOIN orphans o ON x.execution_id = o.execution_id
+    WHERE NOT EXISTS (SELECT 1 FROM r_permit_requests r WHERE r.permit_id = x.permit_id)
       AND NOT EXISTS (SELECT 1 FROM r_overrides o WHERE o.override_id = x.permit_id)
 ), exe AS (
     SELECT 'exec:' || x.execution_id AS change_id, 'unpermitted' AS kind,
@@ -143,17 +150,20 @@ SEMI JOIN (SELECT decision_event_id FROM r_candidates
     ON d.event_id = m.decision_event_id;
 
 -- A decision's factors and minimums are rows of its entry (its event id, time and position):
--- only the time range of the candidates' decisions is read.
+-- only the time range of the candidates' decisions is read, and they are matched on the
+-- position (two integers; a quarter of the cost of matching the event id over a year).
 CREATE OR REPLACE TEMP TABLE r_changes AS
 WITH cls AS (
     SELECT event_id, list_distinct(list(cls)) AS classes FROM (
         SELECT m.event_id, lower(replace(m.rule, 'minimum.data.', '')) AS cls
-        FROM r_minimums m SEMI JOIN r_candidates c ON m.event_id = c.decision_event_id
+        FROM r_minimums m SEMI JOIN c_decisions d
+            ON m.partition = d.partition AND m.ledger_index = d.ledger_index
         WHERE m.rule LIKE 'minimum.data.%' AND m.occurred_at BETWEEN
             (SELECT min(occurred_at) FROM c_decisions) AND (SELECT max(occurred_at) FROM c_decisions)
         UNION ALL
         SELECT f.event_id, lower(f.value) AS cls
-        FROM r_factors f SEMI JOIN r_candidates c ON f.event_id = c.decision_event_id
+        FROM r_factors f SEMI JOIN c_decisions d
+            ON f.partition = d.partition AND f.ledger_index = d.ledger_index
         WHERE f.factor = 'data_sensitivity' AND f.value IS NOT NULL AND f.occurred_at BETWEEN
             (SELECT min(occurred_at) FROM c_decisions) AND (SELECT max(occurred_at) FROM c_decisions))
     GROUP BY event_id

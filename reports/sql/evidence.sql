@@ -39,16 +39,26 @@ WITH refs AS (
 SELECT * FROM best;
 
 -- Every entry the report cites (the lines' evidence and every finding's entry), read from
--- `events` once, on ledger position.
+-- `events` once, on ledger position: its type and leaf hash (what evidence.entries gives). In
+-- two steps of one statement: the cited rows are found by their position columns alone (two
+-- integers), then only those rows' wide columns are read by row id; one join reading every
+-- wide column of `events` costs about three times as much over a year. Semi joins both: an
+-- entry cited by several lines is read once without first making the positions distinct.
 CREATE OR REPLACE TEMP TABLE r_cited AS
-SELECT e.event_id, e.type, e.partition, e.ledger_index, e.leaf_hash, e.occurred_at
-FROM (SELECT DISTINCT partition, ledger_index FROM r_refs
-      UNION
-      SELECT partition, ledger_index FROM r_exceptions
-      WHERE change_id IS NULL AND ledger_index IS NOT NULL) x
-JOIN events e ON e.partition = x.partition AND e.ledger_index = x.ledger_index;
+SELECT e.partition, e.ledger_index, e.type, e.leaf_hash
+FROM events e SEMI JOIN (
+    SELECT f.rowid AS row_id
+    FROM events f SEMI JOIN (
+        SELECT partition, ledger_index FROM r_refs
+        UNION ALL
+        SELECT partition, ledger_index FROM r_exceptions
+        WHERE change_id IS NULL AND ledger_index IS NOT NULL) x
+    ON f.partition = x.partition AND f.ledger_index = x.ledger_index) k
+    ON e.rowid = k.row_id;
 
+-- Each line's evidence with the entries' ids and times (for auditors' own queries; the report
+-- itself does not read it).
 CREATE OR REPLACE TEMP VIEW r_evidence AS
-SELECT b.change_id, b.role, c.event_id, c.type, b.partition, b.ledger_index, c.leaf_hash,
-       c.occurred_at
-FROM r_refs b JOIN r_cited c ON c.partition = b.partition AND c.ledger_index = b.ledger_index;
+SELECT b.change_id, b.role, e.event_id, e.type, b.partition, b.ledger_index, e.leaf_hash,
+       e.occurred_at
+FROM r_refs b JOIN events e ON e.partition = b.partition AND e.ledger_index = b.ledger_index;

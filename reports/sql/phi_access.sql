@@ -5,9 +5,10 @@
 -- denied: an attempt is an access too) and their execution reports.
 CREATE OR REPLACE TEMP TABLE r_phi_access AS
 WITH phi_decisions AS (
-    SELECT event_id FROM r_minimums WHERE rule = 'minimum.data.phi'
+    SELECT event_id, partition, ledger_index FROM r_minimums WHERE rule = 'minimum.data.phi'
     UNION
-    SELECT event_id FROM r_factors WHERE factor = 'data_sensitivity' AND lower(value) = 'phi'
+    SELECT event_id, partition, ledger_index FROM r_factors
+    WHERE factor = 'data_sensitivity' AND lower(value) = 'phi'
 ), phi_permits AS (
     SELECT r.permit_id FROM r_permit_requests r
     WHERE list_contains(list_transform(coalesce(r.data_classes, []::VARCHAR[]), lambda x: lower(x)), 'phi')
@@ -17,7 +18,9 @@ WITH phi_decisions AS (
     WHERE o.stage = 'requested' AND list_contains(list_transform(coalesce(
         from_json(o.scope->'$.data_classes', '["VARCHAR"]'), []::VARCHAR[]), lambda x: lower(x)), 'phi')
 ), phi_tasks AS (
-    SELECT task_id FROM r_decisions WHERE event_id IN (SELECT event_id FROM phi_decisions)
+    -- a decision's factors and minimums are rows of its entry: matched on its position
+    SELECT d.task_id FROM r_decisions d SEMI JOIN phi_decisions x
+        ON d.partition = x.partition AND d.ledger_index = x.ledger_index
 )
 SELECT * FROM (
     SELECT 'operation' AS access, o.occurred_at, o.worker_id, o.permit_id,

@@ -22,13 +22,16 @@ observers run in a child process so they do not share this process's event loop)
   topic, (c) its decision's row committed to DuckDB (the projector reports each batch it
   committed); end to end = the latest of the three. The same for the forward baseline (send
   to forwarded record seen). If the pipeline cannot keep the rate, latency grows with the
-  backlog: the report says the rate it actually kept.
+  backlog: the report says the rate it actually kept. CPU seconds of the worker's process and
+  of its projector process over the run are reported next to it (the machine is shared: CPU
+  seconds move less with other load than the milliseconds do).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -234,6 +237,9 @@ class Worker:
         self.runtime = Runtime(self.config, default_policy(), on_projected=self.on_projected,
                                on_fatal=lambda error: sys.exit(f"fatal: {error!r}"))
         self.runtime.writer.on_append = self.on_append
+        # as `certify worker` does once its state is loaded: full collections do not walk it
+        gc.collect()
+        gc.freeze()
         original = self.runtime.inbound_batch
 
         async def timed(batch: Any) -> None:
@@ -415,6 +421,8 @@ async def latency(bootstrap: str, rate: int, seconds: int, base: Path) -> dict[s
     prefix = f"kb-{run}-lw"
     async with Worker(bootstrap, base / "latency", prefix) as worker:
         names = worker.config.topics
+        cpu0, projector0 = time.process_time(), worker.projector_cpu()
+        commits0 = worker.runtime.projection.commits if worker.runtime.projection else 0
         result = await run_load({"bootstrap": bootstrap, "rate": rate, "count": count,
                                  "offset": 100_000, "topic": names["tasks"],
                                  "observe": [names["decisions"], names["ledger"]],
@@ -423,6 +431,10 @@ async def latency(bootstrap: str, rate: int, seconds: int, base: Path) -> dict[s
         while len(worker.projected) < len(keys) and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
         projected = dict(worker.projected)
+        out["worker cpu"] = time.process_time() - cpu0
+        out["projector cpu"] = worker.projector_cpu() - projector0
+        out["projector commits"] = (worker.runtime.projection.commits - commits0
+                                    if worker.runtime.projection else 0)
     await delete_topics(bootstrap, prefix)
     sent, seen = result["sent"], result["seen"]
     decided, entry = seen[names["decisions"]], seen[names["ledger"]]
@@ -444,6 +456,9 @@ def report_latency(lat: dict[str, Any], rate: int, seconds: int) -> float:
         p50, p99, top = percentiles(lat[name])
         label = "forward baseline (record seen on out topic)" if name == "forward" else name
         print(f"  {label:<46}{p50:>9.1f}{p99:>9.1f}{top:>9.1f}   n={len(lat[name])}")
+    print(f"  CPU seconds while loaded ({seconds} s of load and the drain after it): worker "
+          f"process {lat['worker cpu']:.2f}, projector process {lat['projector cpu']:.2f} "
+          f"({lat['projector commits']} commits); load average {os.getloadavg()[0]:.1f}")
     return percentiles(lat["end to end"])[1]
 
 

@@ -6,17 +6,19 @@ the agents):
 The worker (the ledger's one writer) hands the child every entry it appended, on the child's
 stdin, as frames `>HQ32sI` (partition, index, leaf hash, length) + the event's JSON; the child
 projects them into DuckDB (whose one writer it is) at most once per interval, in one
-transaction, without reading the ledger files. The files are read (`Projector.catch_up`) at
-start (what an earlier run appended), whenever the handed entries do not continue a partition
-exactly where DuckDB stands (the ledger's own entries, e.g. a key added, are not handed over),
-and at the end. The ledger's signed checkpoints (never handed over) are read from the files as
-they are written, at most once per `--checkpoints-s` (only the frames appended since the last
-read: `Projector.follow_checkpoints`), so the `checkpoints` table stays current (the rows of a
-rebuild). Each commit is reported on stdout as one line, `<unix time> <partition>:<next
-index> ...` (the rows are committed when the line is written). End of stdin (the worker
-stopped, or died: the pipe closes with it) means: project what was handed over, one last
-catch-up from the files, the snapshot if asked for, close, exit 0. The projector skips what is
-below a partition's next index (entries re-sent after a restart), so nothing is projected twice.
+transaction, without reading the ledger files (DuckDB's WAL checkpoints run on a thread of
+their own, not inside those commits: streams/wal_flusher.py). The files are read
+(`Projector.catch_up`) at start (what an earlier run appended), whenever the handed entries do
+not continue a partition exactly where DuckDB stands (the ledger's own entries, e.g. a key
+added, are not handed over), and at the end. The ledger's signed checkpoints (never handed
+over) are read from the files as they are written, at most once per `--checkpoints-s` (only
+the frames appended since the last read: `Projector.follow_checkpoints`), so the `checkpoints`
+table stays current (the rows of a rebuild). Each commit is reported on stdout as one line,
+`<unix time> <partition>:<next index> ...` (the rows are committed when the line is written).
+End of stdin (the worker stopped, or died: the pipe closes with it) means: project what was
+handed over, one last catch-up from the files, the snapshot if asked for, close, exit 0. The
+projector skips what is below a partition's next index (entries re-sent after a restart), so
+nothing is projected twice.
 
 `ProjectorProcess` is the worker's side: start (and wait until the child has caught up with
 what the ledger held, as the worker's first batch must not wait for DuckDB), hand over (never blocks the event loop: a
@@ -40,6 +42,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from streams.wal_flusher import WalFlusher
 
 log = logging.getLogger("certify.worker")
 FRAME = struct.Struct(">HQ32sI")  # partition, index, leaf hash, length of the event JSON
@@ -199,6 +203,7 @@ class _Child:
         self.projector = _open(Path(args.ledger_dir), Path(args.duckdb))
         # small transactions: one DuckDB thread costs less CPU and time than several
         self.projector.con.execute(f"SET threads TO {int(args.duckdb_threads)}")
+        self.wal = WalFlusher(self.projector.con, Path(args.duckdb))
         self.interval_s = max(0.0, args.interval_ms / 1000)
         self.snapshot = Path(args.snapshot) if args.snapshot else None
         self.snapshot_interval_s = args.snapshot_interval_s
@@ -280,6 +285,7 @@ class _Child:
                 last = time.monotonic()
                 batch, pending = pending, []
                 self.project(batch)
+                self.wal.after_commit()  # DuckDB's checkpoint, on another thread
             self.follow_checkpoints()
             self._maybe_snapshot()
         if pending:
@@ -287,6 +293,7 @@ class _Child:
         self.catch_up()
         self.follow_checkpoints(force=True)
         self._maybe_snapshot(force=True)
+        self.wal.wait()
         self.projector.close()
 
 

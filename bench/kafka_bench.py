@@ -20,7 +20,8 @@ observers run in a child process so they do not share this process's event loop)
 * latency at a fixed rate (default 1,000 tasks/s for 10 s): per valid task, from its send to
   (a) its decision seen on the decisions topic, (b) its decision's entry seen on the ledger
   topic, (c) its decision's row committed to DuckDB (the projector reports each batch it
-  committed); end to end = the latest of the three. The same for the forward baseline (send
+  committed); end to end = the latest of the three. Also when the broker acknowledged each task
+  ("task acked": if that is late, the load generator, not the worker, is behind). The same for the forward baseline (send
   to forwarded record seen). If the pipeline cannot keep the rate, latency grows with the
   backlog: the report says the rate it actually kept. CPU seconds of the worker's process and
   of its projector process over the run are reported next to it (the machine is shared: CPU
@@ -310,6 +311,7 @@ async def load_child(spec: dict[str, Any]) -> dict[str, Any]:
                                 max_request_size=4 << 20)
     await producer.start()
     sent: dict[str, float] = {}
+    acked: dict[str, float] = {}  # when the broker acknowledged it
     started = time.perf_counter()
     tick = 0.01
     try:
@@ -318,8 +320,10 @@ async def load_child(spec: dict[str, Any]) -> dict[str, Any]:
             delay = due - time.perf_counter()
             if delay > tick:
                 await asyncio.sleep(delay)
-            sent[key.decode()] = time.time()
-            await producer.send(spec["topic"], value, key=key)
+            name = key.decode()
+            sent[name] = time.time()
+            future = await producer.send(spec["topic"], value, key=key)
+            future.add_done_callback(lambda _, name=name: acked.__setitem__(name, time.time()))
         await producer.flush()
         produced_in = time.perf_counter() - started
     finally:
@@ -328,7 +332,7 @@ async def load_child(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.wait_for(asyncio.gather(*observers), spec["timeout"])
     except asyncio.TimeoutError:
         pass
-    return {"sent": sent, "seen": seen, "produced_in": produced_in}
+    return {"sent": sent, "acked": acked, "seen": seen, "produced_in": produced_in}
 
 
 async def run_load(spec: dict[str, Any]) -> dict[str, Any]:
@@ -441,6 +445,8 @@ async def latency(bootstrap: str, rate: int, seconds: int, base: Path) -> dict[s
     out["decision"] = [(decided[k] - sent[k]) * 1000 for k in keys if k in decided]
     out["ledger entry"] = [(entry[k] - sent[k]) * 1000 for k in keys if k in entry]
     out["DuckDB row"] = [(projected[k] - sent[k]) * 1000 for k in keys if k in projected]
+    out["task acked"] = [(result["acked"][k] - sent[k]) * 1000 for k in keys
+                         if k in result["acked"]]
     out["end to end"] = [(max(decided[k], entry[k], projected[k]) - sent[k]) * 1000
                          for k in keys if k in decided and k in entry and k in projected]
     out["worker kept rate"] = count / result["produced_in"]
@@ -452,7 +458,8 @@ def report_latency(lat: dict[str, Any], rate: int, seconds: int) -> float:
     print(f"\nLatency at {rate} tasks/s for {seconds}s ({lat['tasks']} valid tasks), ms: "
           f"p50 / p99 / max (offered: forward {lat['forward kept rate']:,.0f}/s, worker "
           f"{lat['worker kept rate']:,.0f}/s)")
-    for name in ("forward", "decision", "ledger entry", "DuckDB row", "end to end"):
+    for name in ("forward", "task acked", "decision", "ledger entry", "DuckDB row",
+                 "end to end"):
         p50, p99, top = percentiles(lat[name])
         label = "forward baseline (record seen on out topic)" if name == "forward" else name
         print(f"  {label:<46}{p50:>9.1f}{p99:>9.1f}{top:>9.1f}   n={len(lat[name])}")

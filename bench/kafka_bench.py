@@ -23,9 +23,10 @@ observers run in a child process so they do not share this process's event loop)
   committed); end to end = the latest of the three. The same for the forward baseline (send
   to forwarded record seen). Also when the broker acknowledged each task ("task acked": if
   that is late, the load generator, not the worker, is behind). If the pipeline cannot keep
-  the rate, latency grows with the backlog: the report says the rate it actually kept. CPU seconds of the worker's process and
-  of its projector process over the run are reported next to it (the machine is shared: CPU
-  seconds move less with other load than the milliseconds do).
+  the rate, latency grows with the backlog: the report says the rate it actually kept. CPU
+  seconds of the worker's process and of its projector process over the run are reported
+  next to it (the machine is shared: CPU seconds move less with other load than the
+  milliseconds do).
 """
 
 from __future__ import annotations

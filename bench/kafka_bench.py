@@ -21,14 +21,19 @@ observers run in a child process so they do not share this process's event loop)
   (a) its decision seen on the decisions topic, (b) its decision's entry seen on the ledger
   topic, (c) its decision's row committed to DuckDB (the projector reports each batch it
   committed); end to end = the latest of the three. The same for the forward baseline (send
-  to forwarded record seen). If the pipeline cannot keep the rate, latency grows with the
-  backlog: the report says the rate it actually kept.
+  to forwarded record seen). Also when the broker acknowledged each task ("task acked": if
+  that is late, the load generator, not the worker, is behind). If the pipeline cannot keep
+  the rate, latency grows with the backlog: the report says the rate it actually kept. CPU
+  seconds of the worker's process and of its projector process over the run are reported
+  next to it (the machine is shared: CPU seconds move less with other load than the
+  milliseconds do).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -234,6 +239,9 @@ class Worker:
         self.runtime = Runtime(self.config, default_policy(), on_projected=self.on_projected,
                                on_fatal=lambda error: sys.exit(f"fatal: {error!r}"))
         self.runtime.writer.on_append = self.on_append
+        # as `certify worker` does once its state is loaded: full collections do not walk it
+        gc.collect()
+        gc.freeze()
         original = self.runtime.inbound_batch
 
         async def timed(batch: Any) -> None:
@@ -304,6 +312,7 @@ async def load_child(spec: dict[str, Any]) -> dict[str, Any]:
                                 max_request_size=4 << 20)
     await producer.start()
     sent: dict[str, float] = {}
+    acked: dict[str, float] = {}  # when the broker acknowledged it
     started = time.perf_counter()
     tick = 0.01
     try:
@@ -312,8 +321,10 @@ async def load_child(spec: dict[str, Any]) -> dict[str, Any]:
             delay = due - time.perf_counter()
             if delay > tick:
                 await asyncio.sleep(delay)
-            sent[key.decode()] = time.time()
-            await producer.send(spec["topic"], value, key=key)
+            name = key.decode()
+            sent[name] = time.time()
+            future = await producer.send(spec["topic"], value, key=key)
+            future.add_done_callback(lambda _, name=name: acked.__setitem__(name, time.time()))
         await producer.flush()
         produced_in = time.perf_counter() - started
     finally:
@@ -322,7 +333,7 @@ async def load_child(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.wait_for(asyncio.gather(*observers), spec["timeout"])
     except asyncio.TimeoutError:
         pass
-    return {"sent": sent, "seen": seen, "produced_in": produced_in}
+    return {"sent": sent, "acked": acked, "seen": seen, "produced_in": produced_in}
 
 
 async def run_load(spec: dict[str, Any]) -> dict[str, Any]:
@@ -415,6 +426,8 @@ async def latency(bootstrap: str, rate: int, seconds: int, base: Path) -> dict[s
     prefix = f"kb-{run}-lw"
     async with Worker(bootstrap, base / "latency", prefix) as worker:
         names = worker.config.topics
+        cpu0, projector0 = time.process_time(), worker.projector_cpu()
+        commits0 = worker.runtime.projection.commits if worker.runtime.projection else 0
         result = await run_load({"bootstrap": bootstrap, "rate": rate, "count": count,
                                  "offset": 100_000, "topic": names["tasks"],
                                  "observe": [names["decisions"], names["ledger"]],
@@ -423,12 +436,18 @@ async def latency(bootstrap: str, rate: int, seconds: int, base: Path) -> dict[s
         while len(worker.projected) < len(keys) and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
         projected = dict(worker.projected)
+        out["worker cpu"] = time.process_time() - cpu0
+        out["projector cpu"] = worker.projector_cpu() - projector0
+        out["projector commits"] = (worker.runtime.projection.commits - commits0
+                                    if worker.runtime.projection else 0)
     await delete_topics(bootstrap, prefix)
     sent, seen = result["sent"], result["seen"]
     decided, entry = seen[names["decisions"]], seen[names["ledger"]]
     out["decision"] = [(decided[k] - sent[k]) * 1000 for k in keys if k in decided]
     out["ledger entry"] = [(entry[k] - sent[k]) * 1000 for k in keys if k in entry]
     out["DuckDB row"] = [(projected[k] - sent[k]) * 1000 for k in keys if k in projected]
+    out["task acked"] = [(result["acked"][k] - sent[k]) * 1000 for k in keys
+                         if k in result["acked"]]
     out["end to end"] = [(max(decided[k], entry[k], projected[k]) - sent[k]) * 1000
                          for k in keys if k in decided and k in entry and k in projected]
     out["worker kept rate"] = count / result["produced_in"]
@@ -440,10 +459,14 @@ def report_latency(lat: dict[str, Any], rate: int, seconds: int) -> float:
     print(f"\nLatency at {rate} tasks/s for {seconds}s ({lat['tasks']} valid tasks), ms: "
           f"p50 / p99 / max (offered: forward {lat['forward kept rate']:,.0f}/s, worker "
           f"{lat['worker kept rate']:,.0f}/s)")
-    for name in ("forward", "decision", "ledger entry", "DuckDB row", "end to end"):
+    for name in ("forward", "task acked", "decision", "ledger entry", "DuckDB row",
+                 "end to end"):
         p50, p99, top = percentiles(lat[name])
         label = "forward baseline (record seen on out topic)" if name == "forward" else name
         print(f"  {label:<46}{p50:>9.1f}{p99:>9.1f}{top:>9.1f}   n={len(lat[name])}")
+    print(f"  CPU seconds while loaded ({seconds} s of load and the drain after it): worker "
+          f"process {lat['worker cpu']:.2f}, projector process {lat['projector cpu']:.2f} "
+          f"({lat['projector commits']} commits); load average {os.getloadavg()[0]:.1f}")
     return percentiles(lat["end to end"])[1]
 
 

@@ -172,3 +172,28 @@ def test_checkpoints_stay_current_and_a_restart_with_entries_sent_again_stays_ex
                 table
     assert _rows(db, "select partition, next_index from projection_state order by all") == \
         _rows(rebuilt, "select partition, next_index from projection_state order by all")
+
+
+def test_commits_follow_the_workers_batches_every_second_one_as_it_comes():
+    from streams.worker_projector import due
+
+    interval, gap = 0.070, 0.045  # the default interval; the worker's batch every ~45 ms
+    last, oldest, committed = float("-inf"), 0.0, []
+    pending = False
+    for n in range(1, 9):
+        now = n * gap
+        if not pending:
+            oldest, pending = now, True
+        if due(now, last, oldest, interval, came=True):
+            committed.append(n)
+            last, pending = now, False
+    assert committed == [1, 3, 5, 7]  # every second batch, the moment it comes
+
+
+def test_an_entry_waits_at_most_one_interval_when_no_batch_follows_it():
+    from streams.worker_projector import due
+
+    last, oldest = 1.0, 1.01  # a commit just started; an entry came 10 ms later
+    assert not due(1.05, last, oldest, 0.070, came=False)
+    assert due(1.08, last, oldest, 0.070, came=False)
+    assert not due(1.05, last, oldest, 0.070, came=True)  # nor sooner than the interval

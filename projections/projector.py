@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from projections.batch import RAW_SELECT, Batch, BlockBatch, EntryLike, RawBatch
 from projections.frames import CHECKPOINT_SCHEMA, checkpoint_row
-from projections.mapping import PROJECTIONS, PROJECTORS, Projection
+from projections.mapping import PROJECTIONS, PROJECTORS, SOURCE, Projection
 from projections.schema import SCHEMA_VERSION, ddl
 from projections.source import (
     BlockSource,
@@ -600,8 +600,8 @@ def _project(con: duckdb.DuckDBPyConnection, projections: list[Projection]) -> i
     notes = 0
     for p in projections:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE _src AS SELECT event_id, type, occurred_at, partition,"
-            f" ledger_index, json_transform(payload, '{p.structure}') AS p FROM _new "
+            f"CREATE OR REPLACE TEMP TABLE _src AS SELECT {SOURCE}, "
+            f"json_transform(payload, '{p.structure}') AS p FROM _new "
             f"WHERE type IN ({_types(p)})")
         missing = ", ".join(f"CASE WHEN p.{name} IS NULL THEN '{name}' END"
                             for name in p.required)

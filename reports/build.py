@@ -415,16 +415,11 @@ def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
     the inclusion proofs of all of them, or only of those of the tested lines (the sample and
     the exceptions): one Merkle multiproof per partition (evidence.multiproofs). Returns the
     entries' JSON text as DuckDB built it."""
-    extra = [f"SELECT partition, ledger_index FROM {t}" for name, t in
+    # the PHI accesses' and erasures' rows carry their entries' type and leaf hash too
+    extra = [f" UNION SELECT partition, ledger_index, type, leaf_hash FROM {t}" for name, t in
              (("phi_access", "r_phi_access"), ("erasures", "r_erasures_in"))
              if name in document["sections"]]
-    sql = "SELECT partition, ledger_index, type, leaf_hash FROM r_cited"
-    if extra:  # found on positions alone, then read by row id (sql/evidence.sql r_cited)
-        sql += (" UNION SELECT e.partition, e.ledger_index, e.type, e.leaf_hash "
-                "FROM events e SEMI JOIN (SELECT f.rowid AS row_id FROM events f SEMI JOIN "
-                f"({' UNION ALL '.join(extra)}) x "
-                "ON f.partition = x.partition AND f.ledger_index = x.ledger_index) k "
-                "ON e.rowid = k.row_id")
+    sql = "SELECT partition, ledger_index, type, leaf_hash FROM r_cited" + "".join(extra)
     con.execute(f"CREATE OR REPLACE TEMP TABLE r_entries AS {sql}")
     text = _text(con, "entries", "{}")
     document["evidence"]["entries"] = JSONDict(text) if ctx.lazy else json.loads(text)

@@ -24,8 +24,12 @@ VL = [V]
 # Selected in every typed insert: where the row came from.
 LEDGER = "event_id, occurred_at, partition, ledger_index"
 # Selected too by the inserts into the tables reports cite (schema.ENTRY_COLUMNS): the entry's
-# type and leaf hash.
-ENTRY = "type, leaf_hash"
+# type and leaf hash, as two 128-bit halves (NULL if the hash is not 64 hex digits: a report
+# then reads it from `events`).
+LEAF = """CASE WHEN length(leaf_hash) = 64
+    THEN [try_cast('0x' || left(leaf_hash, 32) AS UHUGEINT),
+          try_cast('0x' || right(leaf_hash, 32) AS UHUGEINT)]::UHUGEINT[2] END AS leaf"""
+ENTRY = f"type, {LEAF}"
 # The columns of each projection's source rows ({src}), besides the read payload `p`.
 SOURCE = "event_id, type, leaf_hash, occurred_at, partition, ledger_index"
 
@@ -126,7 +130,7 @@ PROJECTIONS: tuple[Projection, ...] = (
                 FROM (SELECT *, json_transform(p.scope, '{json.dumps(SCOPE)}') AS s
                       FROM {{src}})""",
             # The request is the first move of every permit: state `requested`.
-            "permit_transitions": f"""SELECT {LEDGER}, leaf_hash, p.permit_id AS permit_id, type,
+            "permit_transitions": f"""SELECT {LEDGER}, {LEAF}, p.permit_id AS permit_id, type,
                 NULL AS from_state, 'requested' AS to_state, p.justification AS reason,
                 p.requested_by AS actor, NULL AS details FROM {{src}}""",
         },
@@ -152,7 +156,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         {"permit_id": V, "from_state": V, "to_state": V, "reason": V, "actor": V,
          "details": J},
         ("permit_id", "to_state"),
-        {"permit_transitions": f"""SELECT {LEDGER}, leaf_hash, type, {cols(
+        {"permit_transitions": f"""SELECT {LEDGER}, {LEAF}, type, {cols(
             'permit_id', 'from_state', 'to_state', 'reason', 'actor', 'details')}
             FROM {{src}}"""},
     ),

@@ -416,8 +416,8 @@ def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
     the exceptions): one Merkle multiproof per partition (evidence.multiproofs). Returns the
     entries' JSON text as DuckDB built it."""
     # the PHI accesses' and erasures' rows carry their entries' type and leaf hash too
-    extra = [f" UNION SELECT partition, ledger_index, type, leaf_hash FROM {t}" for name, t in
-             (("phi_access", "r_phi_access"), ("erasures", "r_erasures_in"))
+    extra = [f" UNION SELECT partition, ledger_index, type, leaf_hex(leaf) FROM {t}"
+             for name, t in (("phi_access", "r_phi_access"), ("erasures", "r_erasures_in"))
              if name in document["sections"]]
     sql = "SELECT partition, ledger_index, type, leaf_hash FROM r_cited" + "".join(extra)
     con.execute(f"CREATE OR REPLACE TEMP TABLE r_entries AS {sql}")

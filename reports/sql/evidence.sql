@@ -1,62 +1,74 @@
 -- The ledger entries behind each line: its request, decision, every permit transition,
 -- approval (signed or refused), execution report, violation, rollback stage and override
 -- stage, the entry that started its deployment, and the entries its findings cite. One row
--- per (change, entry), under the entry's most telling role, with the entry's type and leaf
--- hash as the typed row that cites it carries them (projections/schema.py ENTRY_COLUMNS; a
--- finding's entry is also cited under another role, which carries them).
+-- per (change, entry), under the entry's most telling role. Positions come from the typed
+-- tables (r_cited below has each entry's type and leaf hash).
 CREATE OR REPLACE TEMP TABLE r_refs AS
 WITH refs AS (
     SELECT change_id, 'request' AS role, request_partition AS partition,
-           request_index AS ledger_index, request_type AS type, request_leaf AS leaf_hash
-    FROM r_changes
-    UNION ALL SELECT change_id, 'decision', decision_partition, decision_index, decision_type,
-           decision_leaf
+           request_index AS ledger_index FROM r_changes
+    UNION ALL SELECT change_id, 'decision', decision_partition, decision_index
         FROM r_changes WHERE decision_index IS NOT NULL
-    UNION ALL SELECT t.permit_id, 'transition', t.partition, t.ledger_index, t.type, t.leaf_hash
+    UNION ALL SELECT t.permit_id, 'transition', t.partition, t.ledger_index
         FROM c_transitions t
-    UNION ALL SELECT a.permit_id, 'approval', a.partition, a.ledger_index, a.type, a.leaf_hash
+    UNION ALL SELECT a.permit_id, 'approval', a.partition, a.ledger_index
         FROM c_approvals a
-    UNION ALL SELECT x.permit_id, 'execution', x.partition, x.ledger_index, x.type, x.leaf_hash
+    UNION ALL SELECT x.permit_id, 'execution', x.partition, x.ledger_index
         FROM c_executions x
-    UNION ALL SELECT x.change_id, 'execution', x.partition, x.ledger_index, x.type, x.leaf_hash
+    UNION ALL SELECT x.change_id, 'execution', x.partition, x.ledger_index
         FROM c_unpermitted x
-    UNION ALL SELECT v.permit_id, 'violation', v.partition, v.ledger_index, v.type, v.leaf_hash
+    UNION ALL SELECT v.permit_id, 'violation', v.partition, v.ledger_index
         FROM c_violations v
-    UNION ALL SELECT r.permit_id, 'rollback', r.partition, r.ledger_index, r.type, r.leaf_hash
+    UNION ALL SELECT r.permit_id, 'rollback', r.partition, r.ledger_index
         FROM c_rollbacks r
-    UNION ALL SELECT o.override_id, 'override', o.partition, o.ledger_index, o.type,
-           o.leaf_hash
+    UNION ALL SELECT o.override_id, 'override', o.partition, o.ledger_index
         FROM c_overrides o
-    UNION ALL SELECT change_id, 'deployment', deployed_partition, deployed_index, deployed_type,
-           deployed_leaf
+    UNION ALL SELECT change_id, 'deployment', deployed_partition, deployed_index
         FROM r_timeline WHERE deployed_index IS NOT NULL
-    UNION ALL SELECT change_id, 'finding', partition, ledger_index, NULL, NULL
+    UNION ALL SELECT change_id, 'finding', partition, ledger_index
         FROM r_exceptions WHERE change_id IS NOT NULL AND ledger_index IS NOT NULL
 ), best AS (
     SELECT change_id, partition, ledger_index,
            -- an entry that plays several roles is listed once, under its most telling role
            arg_min(role, list_position(
                ['request', 'decision', 'approval', 'deployment', 'execution', 'violation',
-                'finding', 'transition', 'rollback', 'override'], role)) AS role,
-           -- every row of one position names the same entry: any that carries them
-           any_value(type) AS type, any_value(leaf_hash) AS leaf_hash
+                'finding', 'transition', 'rollback', 'override'], role)) AS role
     FROM refs GROUP BY change_id, partition, ledger_index
 )
 SELECT * FROM best;
 
 -- Every entry the report cites (the lines' evidence and every finding's entry), once: its
--- type and leaf hash (what evidence.entries gives), as r_refs carries them. Only an entry no
--- typed row gave them for (a finding of no change: a violation under no permit) is read from
--- `events`, on its position: found by the position columns alone (two integers), then that
--- row read by row id (with none to find, the join reads no row group of `events`).
+-- type and leaf hash in hex (what evidence.entries gives), as the typed rows behind r_refs
+-- carry them (projections/schema.py ENTRY_COLUMNS: `leaf` is the hash as two 128-bit
+-- halves), not read from `events`. The same sources as r_refs but the findings, whose entries
+-- are cited under another role too. Only an entry no typed row gave them for (a finding of
+-- no change: a violation under no permit) is read from `events`, on its position: found by
+-- the position columns alone (two integers), then that row read by row id (with none to
+-- find, the join reads no row group of `events`).
 CREATE OR REPLACE TEMP TABLE r_cited AS
-WITH known AS (
-    SELECT partition, ledger_index, any_value(type) AS type, any_value(leaf_hash) AS leaf_hash
-    FROM r_refs WHERE leaf_hash IS NOT NULL
-    GROUP BY partition, ledger_index
+WITH carried AS (
+    SELECT request_partition AS partition, request_index AS ledger_index,
+           request_type AS type, request_leaf AS leaf FROM r_changes
+    UNION ALL SELECT decision_partition, decision_index, decision_type, decision_leaf
+        FROM r_changes WHERE decision_index IS NOT NULL
+    UNION ALL SELECT partition, ledger_index, type, leaf FROM c_transitions
+    UNION ALL SELECT partition, ledger_index, type, leaf FROM c_approvals
+    UNION ALL SELECT partition, ledger_index, type, leaf FROM c_executions
+    UNION ALL SELECT partition, ledger_index, type, leaf FROM c_unpermitted
+    UNION ALL SELECT partition, ledger_index, type, leaf FROM c_violations
+    UNION ALL SELECT partition, ledger_index, type, leaf FROM c_rollbacks
+    UNION ALL SELECT partition, ledger_index, type, leaf FROM c_overrides
+    UNION ALL SELECT deployed_partition, deployed_index, deployed_type, deployed_leaf
+        FROM r_timeline WHERE deployed_index IS NOT NULL
+), known AS (
+    -- every row of one position carries the same entry's: one row each (DISTINCT is cheaper
+    -- than a group by positions with any_value, and the hex is written once per entry)
+    SELECT partition, ledger_index, type, leaf_hex(leaf) AS leaf_hash FROM (
+        SELECT DISTINCT partition, ledger_index, type, leaf FROM carried
+        WHERE leaf IS NOT NULL)
 ), unknown AS (
     SELECT partition, ledger_index FROM (
-        SELECT partition, ledger_index FROM r_refs WHERE leaf_hash IS NULL
+        SELECT partition, ledger_index FROM r_refs
         UNION ALL
         SELECT partition, ledger_index FROM r_exceptions
         WHERE change_id IS NULL AND ledger_index IS NOT NULL) u

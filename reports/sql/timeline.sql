@@ -35,20 +35,20 @@ WITH approved AS (
     GROUP BY t.permit_id
 ), deploys AS (
     SELECT t.permit_id AS change_id, t.occurred_at, t.partition, t.ledger_index, t.event_id,
-           t.type, t.leaf_hash
+           t.type, t.leaf
     FROM c_transitions t
     WHERE t.type = 'permit.execution_started'
     UNION ALL
     SELECT x.permit_id, x.occurred_at, x.partition, x.ledger_index, x.event_id, x.type,
-           x.leaf_hash
+           x.leaf
     FROM c_executions x
     UNION ALL
     SELECT x.change_id, x.occurred_at, x.partition, x.ledger_index, x.event_id, x.type,
-           x.leaf_hash
+           x.leaf
     FROM c_unpermitted x
     UNION ALL
     SELECT o.permit_id, o.occurred_at, o.partition, o.ledger_index, o.event_id, o.type,
-           o.leaf_hash
+           o.leaf
     FROM c_operations o
     WHERE o.allowed
 ), deployed AS (
@@ -57,7 +57,7 @@ WITH approved AS (
            arg_min(partition, pos_key(occurred_at, ledger_index)) AS deployed_partition,
            arg_min(ledger_index, pos_key(occurred_at, ledger_index)) AS deployed_index,
            arg_min_null(type, pos_key(occurred_at, ledger_index)) AS deployed_type,
-           arg_min_null(leaf_hash, pos_key(occurred_at, ledger_index)) AS deployed_leaf
+           arg_min_null(leaf, pos_key(occurred_at, ledger_index)) AS deployed_leaf
     FROM deploys GROUP BY change_id
 ), signed AS (
     SELECT a.permit_id AS change_id,

@@ -30,8 +30,9 @@ LEAF = """CASE WHEN length(leaf_hash) = 64
     THEN [try_cast('0x' || left(leaf_hash, 32) AS UHUGEINT),
           try_cast('0x' || right(leaf_hash, 32) AS UHUGEINT)]::UHUGEINT[2] END AS leaf"""
 ENTRY = f"type, {LEAF}"
-# The columns of each projection's source rows ({src}), besides the read payload `p`.
-SOURCE = "event_id, type, leaf_hash, occurred_at, partition, ledger_index"
+# The columns of each projection's source rows ({src}), besides the read payload `p`; the
+# leaf hash only for the projections that store it (a 64-character copy per row otherwise).
+SOURCE = "event_id, type, occurred_at, partition, ledger_index"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,12 @@ class Projection:
     fields: dict[str, object]
     required: tuple[str, ...]
     inserts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """The columns of its source rows, besides the read payload `p`."""
+        stores_leaf = any("leaf_hash" in select for select in self.inserts.values())
+        return SOURCE + ", leaf_hash" if stores_leaf else SOURCE
 
     @property
     def structure(self) -> str:

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from projections.batch import RAW_SELECT, Batch, BlockBatch, EntryLike, RawBatch
 from projections.frames import CHECKPOINT_SCHEMA, checkpoint_row
-from projections.mapping import PROJECTIONS, PROJECTORS, SOURCE, Projection
+from projections.mapping import PROJECTIONS, PROJECTORS, Projection
 from projections.schema import SCHEMA_VERSION, ddl
 from projections.source import (
     BlockSource,
@@ -600,7 +600,7 @@ def _project(con: duckdb.DuckDBPyConnection, projections: list[Projection]) -> i
     notes = 0
     for p in projections:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _src AS SELECT {SOURCE}, "
+            f"CREATE OR REPLACE TEMP TABLE _src AS SELECT {p.source}, "
             f"json_transform(payload, '{p.structure}') AS p FROM _new "
             f"WHERE type IN ({_types(p)})")
         missing = ", ".join(f"CASE WHEN p.{name} IS NULL THEN '{name}' END"

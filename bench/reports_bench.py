@@ -136,9 +136,6 @@ FROM g JOIN ch USING (c)
 """
 
 LOAD_SQL = [
-    # the leaf hash stands in for SHA-256 of the entry; the typed tables reports cite carry
-    # their entry's type and leaf hash too (schema.ENTRY_COLUMNS, mapping.LEAF), as the
-    # projector writes them
     """INSERT INTO events BY NAME SELECT event_id, type, 1 AS schema_version,
            'bench' AS producer, CASE WHEN k IN (0, 1) OR k >= 40 AND k < 60
                THEN 'task-' || c || '-' || k ELSE 'prm-' || c END AS subject,
@@ -147,8 +144,7 @@ LOAD_SQL = [
     """INSERT INTO tasks BY NAME SELECT event_id, 'task-' || c || '-' || k // 2 AS task_id,
            'master-' || c % 10 AS master_id, json_object('task', 'change ' || c) AS task,
            ts AS occurred_at, partition, ledger_index FROM g2 WHERE type = 'task.submitted'""",
-    """INSERT INTO decisions BY NAME SELECT type, leaf(event_id) AS leaf,
-           event_id, 'task-' || c || '-' || (k - 1) // 2
+    """INSERT INTO decisions BY NAME SELECT event_id, 'task-' || c || '-' || (k - 1) // 2
                AS task_id,
            CASE WHEN k = 1 THEN level ELSE 0 END AS level,
            CASE WHEN k = 1 THEN 'union' ELSE 'non-union' END AS worker_type,
@@ -180,8 +176,7 @@ LOAD_SQL = [
            'sensitive data' AS reason, ['bench'] AS evidence, ts AS occurred_at, partition,
            ledger_index
        FROM g2 WHERE type = 'certification.decided' AND k = 1 AND len(classes) > 0""",
-    """INSERT INTO permit_requests BY NAME SELECT type, leaf(event_id) AS leaf,
-           event_id, 'prm-' || c AS permit_id,
+    """INSERT INTO permit_requests BY NAME SELECT event_id, 'prm-' || c AS permit_id,
            'standard_production' AS permit_type, 'task-' || c || '-0' AS task_id,
            'e-' || c || '-1' AS decision_event_id, level, 'master-' || c % 10 AS requested_by,
            'worker-' || c % 50 AS worker_id, 'production' AS environment,
@@ -193,8 +188,7 @@ LOAD_SQL = [
                AS rollback_plan, '{}'::JSON AS constraints, sha256('prm-' || c) AS request_sha256,
            ts AS occurred_at, partition, ledger_index
        FROM g2 WHERE type = 'permit.requested'""",
-    """INSERT INTO permit_transitions BY NAME SELECT leaf(event_id) AS leaf,
-           event_id, 'prm-' || c AS permit_id, type,
+    """INSERT INTO permit_transitions BY NAME SELECT event_id, 'prm-' || c AS permit_id, type,
            CASE type WHEN 'permit.requested' THEN NULL WHEN 'permit.review_started'
                THEN 'requested' WHEN 'permit.approved' THEN 'in_review'
                WHEN 'permit.issued' THEN 'approved' WHEN 'permit.execution_started'
@@ -208,32 +202,28 @@ LOAD_SQL = [
        FROM g2 WHERE type IN ('permit.requested', 'permit.review_started', 'permit.approved',
                               'permit.issued', 'permit.execution_started',
                               'permit.execution_finished')""",
-    """INSERT INTO approvals BY NAME SELECT type, leaf(event_id) AS leaf,
-           event_id, 'signed' AS status,
+    """INSERT INTO approvals BY NAME SELECT event_id, 'signed' AS status,
            'prm-' || c AS permit_id, sha256('prm-' || c) AS request_sha256,
            'approve' AS decision, CASE WHEN self_approved THEN 'master-' || c % 10
                ELSE 'approver-' || c % 20 END AS approver_id, 'tech_lead' AS approver_role,
            ts AS decided_at, '' AS comments, 'k' || c % 20 AS key_id, 'sig' AS signature,
            ts AS occurred_at, partition, ledger_index
        FROM g2 WHERE type = 'approval.signed'""",
-    """INSERT INTO operations BY NAME SELECT type, leaf(event_id) AS leaf,
-           event_id, 'r-' || c AS request_id,
+    """INSERT INTO operations BY NAME SELECT event_id, 'r-' || c AS request_id,
            'worker-' || c % 50 AS worker_id, 'prm-' || c AS permit_id,
            'deploy' AS operation_name, '{"type":"deploy"}'::JSON AS operation,
            NOT late AS allowed, CASE WHEN late THEN 'permit_not_issued' ELSE 'authorized' END
                AS reason_code, '' AS message, level AS required_level, '{}'::JSON AS audit,
            ts AS occurred_at, partition, ledger_index
        FROM g2 WHERE type = 'operation.authorized'""",
-    """INSERT INTO executions BY NAME SELECT type, leaf(event_id) AS leaf,
-           event_id, 'x-' || c AS execution_id,
+    """INSERT INTO executions BY NAME SELECT event_id, 'x-' || c AS execution_id,
            'prm-' || c AS permit_id, 'task-' || c || '-0' AS task_id,
            'worker-' || c % 50 AS worker_id,
            CASE WHEN k = 9 THEN 'started' WHEN c % 97 = 0 THEN 'failed' ELSE 'completed' END
                AS status, ['deploy'] AS operations, '{}'::JSON AS outcome,
            ts AS occurred_at, partition, ledger_index
        FROM g2 WHERE type = 'execution.reported'""",
-    """INSERT INTO violations BY NAME SELECT type, leaf(event_id) AS leaf,
-           event_id, 'worker-' || c % 50 AS worker_id,
+    """INSERT INTO violations BY NAME SELECT event_id, 'worker-' || c % 50 AS worker_id,
            'prm-' || c AS permit_id, 'authorize.service_not_in_permit' AS rule,
            'outside scope' AS message, 'high' AS severity, 'revoked' AS action,
            '{}'::JSON AS details, ts AS occurred_at, partition, ledger_index
@@ -250,12 +240,10 @@ LOAD_SQL = [
                 THEN 'under_certified' ELSE 'appropriate' END AS verdict,
            'reviewer' AS reviewer, '' AS notes, ts AS occurred_at, partition, ledger_index
        FROM g2 WHERE type = 'review.post_execution'""",
-    """INSERT INTO erasures BY NAME SELECT type, leaf(event_id) AS leaf,
-           event_id, 'subject-' || c AS data_subject,
+    """INSERT INTO erasures BY NAME SELECT event_id, 'subject-' || c AS data_subject,
            'dpo' AS requested_by, 'GDPR Art. 17' AS legal_basis, ts AS occurred_at,
            partition, ledger_index FROM g2 WHERE type = 'subject.erased'""",
-    """INSERT INTO overrides BY NAME SELECT type, leaf(event_id) AS leaf,
-           event_id, 'ovr-' || c AS override_id,
+    """INSERT INTO overrides BY NAME SELECT event_id, 'ovr-' || c AS override_id,
            CASE k WHEN 70 THEN 'requested' WHEN 71 THEN 'granted' WHEN 72 THEN 'review_opened'
                   ELSE 'review_submitted' END AS stage, 'INC-' || c AS incident_ticket,
            'ivy' AS commander_id, 'incident_commander' AS commander_role,
@@ -269,13 +257,6 @@ LOAD_SQL = [
 ]
 
 
-# the leaf hash of an entry (sha256 of its id, as `events.leaf_hash`) as projections/mapping.LEAF
-# stores it
-LEAF_MACRO = """CREATE OR REPLACE TEMP MACRO leaf(id) AS
-    [('0x' || left(sha256(id), 32))::UHUGEINT, ('0x' || right(sha256(id), 32))::UHUGEINT]
-    ::UHUGEINT[2]"""
-
-
 def generate(db: Path, entries: int) -> dict[str, Any]:
     changes = max(entries // PER_CHANGE, 1)
     step = int(365 * 86400 * 1_000_000 / changes)  # microseconds between changes
@@ -287,7 +268,6 @@ def generate(db: Path, entries: int) -> dict[str, Any]:
     con.execute(CHANGES_SQL, {"step": step, "changes": changes})
     con.execute(ENTRIES_SQL, {"day": per_day, "week": per_day * 7})
     con.execute(POSITION_SQL)
-    con.execute(LEAF_MACRO)
     for statement in LOAD_SQL:
         con.execute(statement)
     count = con.execute("SELECT count(*) FROM events").fetchone()[0]  # type: ignore[index]

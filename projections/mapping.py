@@ -23,16 +23,6 @@ VL = [V]
 
 # Selected in every typed insert: where the row came from.
 LEDGER = "event_id, occurred_at, partition, ledger_index"
-# Selected too by the inserts into the tables reports cite (schema.ENTRY_COLUMNS): the entry's
-# type and leaf hash, as two 128-bit halves (NULL if the hash is not 64 hex digits: a report
-# then reads it from `events`).
-LEAF = """CASE WHEN length(leaf_hash) = 64
-    THEN [try_cast('0x' || left(leaf_hash, 32) AS UHUGEINT),
-          try_cast('0x' || right(leaf_hash, 32) AS UHUGEINT)]::UHUGEINT[2] END AS leaf"""
-ENTRY = f"type, {LEAF}"
-# The columns of each projection's source rows ({src}), besides the read payload `p`; the
-# leaf hash only for the projections that store it (a 64-character copy per row otherwise).
-SOURCE = "event_id, type, occurred_at, partition, ledger_index"
 
 
 @dataclass(frozen=True)
@@ -45,12 +35,6 @@ class Projection:
     fields: dict[str, object]
     required: tuple[str, ...]
     inserts: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def source(self) -> str:
-        """The columns of its source rows, besides the read payload `p`."""
-        stores_leaf = any("leaf_hash" in select for select in self.inserts.values())
-        return SOURCE + ", leaf_hash" if stores_leaf else SOURCE
 
     @property
     def structure(self) -> str:
@@ -96,7 +80,7 @@ PROJECTIONS: tuple[Projection, ...] = (
          "minimums": [{"rule": V, "level": I, "reason": V, "evidence": VL}]},
         ("task_id", "level"),
         {
-            "decisions": f"""SELECT {LEDGER}, {ENTRY}, occurred_at AS decided_at, {cols(
+            "decisions": f"""SELECT {LEDGER}, occurred_at AS decided_at, {cols(
                 'task_id', 'worker_type', 'level', 'score', 'score_level', 'risk_level',
                 'approvals_required', 'approver_roles', 'approval_time_limit_hours',
                 'change_advisory_board', 'environment', 'environment_confidence',
@@ -126,7 +110,7 @@ PROJECTIONS: tuple[Projection, ...] = (
          "constraints": J, "request_sha256": V, "scope": J},
         ("permit_id",),
         {
-            "permit_requests": f"""SELECT {LEDGER}, {ENTRY}, {cols(
+            "permit_requests": f"""SELECT {LEDGER}, {cols(
                 'permit_id', 'permit_type', 'task_id', 'decision_event_id', 'level',
                 'requested_by', 'worker_id', 'justification', 'rollback_plan',
                 'constraints', 'request_sha256', 'scope')},
@@ -137,7 +121,7 @@ PROJECTIONS: tuple[Projection, ...] = (
                 FROM (SELECT *, json_transform(p.scope, '{json.dumps(SCOPE)}') AS s
                       FROM {{src}})""",
             # The request is the first move of every permit: state `requested`.
-            "permit_transitions": f"""SELECT {LEDGER}, {LEAF}, p.permit_id AS permit_id, type,
+            "permit_transitions": f"""SELECT {LEDGER}, p.permit_id AS permit_id, type,
                 NULL AS from_state, 'requested' AS to_state, p.justification AS reason,
                 p.requested_by AS actor, NULL AS details FROM {{src}}""",
         },
@@ -163,7 +147,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         {"permit_id": V, "from_state": V, "to_state": V, "reason": V, "actor": V,
          "details": J},
         ("permit_id", "to_state"),
-        {"permit_transitions": f"""SELECT {LEDGER}, {LEAF}, type, {cols(
+        {"permit_transitions": f"""SELECT {LEDGER}, type, {cols(
             'permit_id', 'from_state', 'to_state', 'reason', 'actor', 'details')}
             FROM {{src}}"""},
     ),
@@ -172,7 +156,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         {"permit_id": V, "request_sha256": V, "decision": V, "approver_id": V,
          "approver_role": V, "decided_at": V, "comments": V, "key_id": V, "signature": V},
         ("permit_id", "decision"),
-        {"approvals": f"""SELECT {LEDGER}, {ENTRY}, 'signed' AS status, {cols(
+        {"approvals": f"""SELECT {LEDGER}, 'signed' AS status, {cols(
             'permit_id', 'request_sha256', 'decision', 'approver_id', 'approver_role',
             'comments', 'key_id', 'signature')}, {ts('decided_at')} FROM {{src}}"""},
     ),
@@ -180,7 +164,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         "approvals_refused", ("approval.refused",),
         {"permit_id": V, "approver_id": V, "code": V, "message": V, "approval": J},
         ("permit_id", "code"),
-        {"approvals": f"""SELECT {LEDGER}, {ENTRY}, 'refused' AS status, {cols(
+        {"approvals": f"""SELECT {LEDGER}, 'refused' AS status, {cols(
             'permit_id', 'approver_id', 'approval')}, p.code AS refusal_code,
             p.message AS refusal_message,
             p.approval->>'$.decision' AS decision,
@@ -211,7 +195,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         {"worker_id": V, "permit_id": V, "operation": J, "allowed": B, "reason_code": V,
          "message": V, "request_id": V, "required_level": I, "audit": J},
         ("worker_id", "allowed"),
-        {"operations": f"""SELECT {LEDGER}, {ENTRY}, {cols(
+        {"operations": f"""SELECT {LEDGER}, {cols(
             'worker_id', 'permit_id', 'operation', 'allowed', 'reason_code', 'message',
             'request_id', 'required_level', 'audit')},
             {OPERATION_NAME} AS operation_name FROM {{src}}"""},
@@ -221,7 +205,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         {"execution_id": V, "permit_id": V, "task_id": V, "worker_id": V, "status": V,
          "operations": VL, "outcome": J},
         ("execution_id", "status"),
-        {"executions": f"""SELECT {LEDGER}, {ENTRY}, {cols(
+        {"executions": f"""SELECT {LEDGER}, {cols(
             'execution_id', 'permit_id', 'task_id', 'worker_id', 'status', 'operations',
             'outcome')} FROM {{src}}"""},
     ),
@@ -258,7 +242,7 @@ PROJECTIONS: tuple[Projection, ...] = (
          "approval": V, "scope": V, "phases": VL, "regions": VL, "region": V, "passed": B,
          "decided_at": V, "actor": V, "reason": V},
         ("rollback_id", "stage"),
-        {"rollbacks": f"""SELECT {LEDGER}, {ENTRY}, {cols(
+        {"rollbacks": f"""SELECT {LEDGER}, {cols(
             'rollback_id', 'permit_id', 'stage', 'trigger', 'evidence', 'step',
             'sla_minutes', 'key', 'level', 'operation_type', 'approval', 'scope', 'phases',
             'regions', 'region', 'passed', 'actor', 'reason')}, {ts('decided_at')}
@@ -306,7 +290,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         {"worker_id": V, "permit_id": V, "rule": V, "message": V, "severity": V, "action": V,
          "details": J},
         ("rule",),
-        {"violations": f"""SELECT {LEDGER}, {ENTRY}, {cols(
+        {"violations": f"""SELECT {LEDGER}, {cols(
             'worker_id', 'permit_id', 'rule', 'message', 'severity', 'action', 'details')}
             FROM {{src}}"""},
     ),
@@ -316,7 +300,7 @@ PROJECTIONS: tuple[Projection, ...] = (
          "commander_role": V, "worker_id": V, "level": I, "expires_at": V, "reason": V,
          "trigger": V, "scope": J, "review_due_at": V, "audit": J, "details": J},
         ("override_id", "stage"),
-        {"overrides": f"""SELECT {LEDGER}, {ENTRY}, {cols(
+        {"overrides": f"""SELECT {LEDGER}, {cols(
             'override_id', 'stage', 'incident_ticket', 'commander_id', 'commander_role',
             'worker_id', 'level', 'reason', 'trigger', 'scope', 'audit', 'details')},
             {ts('expires_at')}, {ts('review_due_at')} FROM {{src}}"""},
@@ -328,7 +312,7 @@ PROJECTIONS: tuple[Projection, ...] = (
          "commander_role": V, "worker_id": V, "scope": J, "reason": V, "requested_at": V,
          "request_sha256": V, "key_id": V, "signature": V},
         ("override_id",),
-        {"overrides": f"""SELECT {LEDGER}, {ENTRY}, 'requested' AS stage, {cols(
+        {"overrides": f"""SELECT {LEDGER}, 'requested' AS stage, {cols(
             'override_id', 'incident_ticket', 'trigger', 'commander_id', 'commander_role',
             'worker_id', 'scope', 'reason', 'request_sha256', 'key_id', 'signature')},
             {ts('requested_at')} FROM {{src}}"""},
@@ -337,7 +321,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         "override_reviews", ("override.review_submitted",),
         {"override_id": V, "reviewer_id": V, "report": J},
         ("override_id",),
-        {"overrides": f"""SELECT {LEDGER}, {ENTRY}, 'review_submitted' AS stage, {cols(
+        {"overrides": f"""SELECT {LEDGER}, 'review_submitted' AS stage, {cols(
             'override_id', 'reviewer_id', 'report')} FROM {{src}}"""},
     ),
     Projection(
@@ -377,7 +361,7 @@ PROJECTIONS: tuple[Projection, ...] = (
         "erasures", ("subject.erased",),
         {"data_subject": V, "requested_by": V, "legal_basis": V},
         ("data_subject",),
-        {"erasures": f"""SELECT {LEDGER}, {ENTRY}, {cols('data_subject', 'requested_by',
+        {"erasures": f"""SELECT {LEDGER}, {cols('data_subject', 'requested_by',
                                                  'legal_basis')} FROM {{src}}"""},
     ),
 )

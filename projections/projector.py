@@ -600,8 +600,8 @@ def _project(con: duckdb.DuckDBPyConnection, projections: list[Projection]) -> i
     notes = 0
     for p in projections:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _src AS SELECT {p.source}, "
-            f"json_transform(payload, '{p.structure}') AS p FROM _new "
+            "CREATE OR REPLACE TEMP TABLE _src AS SELECT event_id, type, occurred_at, partition,"
+            f" ledger_index, json_transform(payload, '{p.structure}') AS p FROM _new "
             f"WHERE type IN ({_types(p)})")
         missing = ", ".join(f"CASE WHEN p.{name} IS NULL THEN '{name}' END"
                             for name in p.required)

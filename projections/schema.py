@@ -12,23 +12,11 @@ from __future__ import annotations
 # 3: rollback stage reports from executors, permit expiry warnings, generated reports.
 # 4: checkpoints filled from the ledger's signed notes (new columns); events.event_id no longer
 #    carries a UNIQUE index (exactly once by ledger position; see projector.py).
-# 5: the tables reports cite carry their entry's `type` and leaf hash (ENTRY_COLUMNS), so a
-#    report reads no row of `events`.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 4
 
 # The big JSON columns (every payload; the task documents) compress about 10x better with zstd
 # than with DuckDB's default string compression, and store faster (bench: 25 MB -> 3 MB).
 BIG_JSON = "JSON USING COMPRESSION 'zstd'"
-
-# The tables whose rows a compliance report cites as evidence also carry their ledger entry's
-# type and leaf hash: the report's evidence.entries are then read from the rows it already
-# holds instead of a join against `events` by position (reports/sql/evidence.sql). `leaf` is
-# the leaf hash (`events.leaf_hash`, 64 hex digits) as two 128-bit big-endian halves: fixed
-# width, a scan carries it at the cost of two integers, where the hex text doubled the cost
-# of the reports' permit-keyed semi joins (which read every row of those tables).
-ENTRY_COLUMNS = """
-        type VARCHAR,
-        leaf UHUGEINT[2],"""
 
 LEDGER_COLUMNS = """
     occurred_at TIMESTAMPTZ,
@@ -85,7 +73,7 @@ TABLES: dict[str, str] = {
         retention_class VARCHAR,
         policy_version VARCHAR,
         policy_sha256 VARCHAR,
-        decided_at TIMESTAMPTZ,""" + ENTRY_COLUMNS + LEDGER_COLUMNS,
+        decided_at TIMESTAMPTZ,""" + LEDGER_COLUMNS,
     "factors": """
         event_id VARCHAR NOT NULL,
         task_id VARCHAR NOT NULL,
@@ -129,7 +117,7 @@ TABLES: dict[str, str] = {
         justification VARCHAR,
         rollback_plan JSON,
         constraints JSON,
-        request_sha256 VARCHAR,""" + ENTRY_COLUMNS + LEDGER_COLUMNS,
+        request_sha256 VARCHAR,""" + LEDGER_COLUMNS,
     "permit_refusals": """
         event_id VARCHAR NOT NULL,
         permit_id VARCHAR,
@@ -153,8 +141,7 @@ TABLES: dict[str, str] = {
         to_state VARCHAR NOT NULL,
         reason VARCHAR,
         actor VARCHAR,
-        details JSON,
-        leaf UHUGEINT[2],""" + LEDGER_COLUMNS,
+        details JSON,""" + LEDGER_COLUMNS,
     "approvals": """
         event_id VARCHAR NOT NULL,
         status VARCHAR NOT NULL,
@@ -169,7 +156,7 @@ TABLES: dict[str, str] = {
         signature VARCHAR,
         refusal_code VARCHAR,
         refusal_message VARCHAR,
-        approval JSON,""" + ENTRY_COLUMNS + LEDGER_COLUMNS,
+        approval JSON,""" + LEDGER_COLUMNS,
     "approvers": """
         event_id VARCHAR NOT NULL,
         approver_id VARCHAR NOT NULL,
@@ -197,7 +184,7 @@ TABLES: dict[str, str] = {
         reason_code VARCHAR,
         message VARCHAR,
         required_level INTEGER,
-        audit JSON,""" + ENTRY_COLUMNS + LEDGER_COLUMNS,
+        audit JSON,""" + LEDGER_COLUMNS,
     "executions": """
         event_id VARCHAR NOT NULL,
         execution_id VARCHAR NOT NULL,
@@ -206,7 +193,7 @@ TABLES: dict[str, str] = {
         worker_id VARCHAR,
         status VARCHAR NOT NULL,
         operations VARCHAR[],
-        outcome JSON,""" + ENTRY_COLUMNS + LEDGER_COLUMNS,
+        outcome JSON,""" + LEDGER_COLUMNS,
     "reviews": """
         event_id VARCHAR NOT NULL,
         task_id VARCHAR NOT NULL,
@@ -248,7 +235,7 @@ TABLES: dict[str, str] = {
         decided_at TIMESTAMPTZ,
         actor VARCHAR,
         reason VARCHAR,
-        evidence JSON,""" + ENTRY_COLUMNS + LEDGER_COLUMNS,
+        evidence JSON,""" + LEDGER_COLUMNS,
     "rollback_reports": """
         event_id VARCHAR NOT NULL,
         rollback_id VARCHAR NOT NULL,
@@ -298,7 +285,7 @@ TABLES: dict[str, str] = {
         message VARCHAR,
         severity VARCHAR,
         action VARCHAR,
-        details JSON,""" + ENTRY_COLUMNS + LEDGER_COLUMNS,
+        details JSON,""" + LEDGER_COLUMNS,
     "overrides": """
         event_id VARCHAR NOT NULL,
         override_id VARCHAR NOT NULL,
@@ -320,7 +307,7 @@ TABLES: dict[str, str] = {
         reviewer_id VARCHAR,
         report JSON,
         audit JSON,
-        details JSON,""" + ENTRY_COLUMNS + LEDGER_COLUMNS,
+        details JSON,""" + LEDGER_COLUMNS,
     "keys": """
         event_id VARCHAR NOT NULL,
         action VARCHAR NOT NULL,
@@ -351,7 +338,7 @@ TABLES: dict[str, str] = {
         event_id VARCHAR NOT NULL,
         data_subject VARCHAR NOT NULL,
         requested_by VARCHAR,
-        legal_basis VARCHAR,""" + ENTRY_COLUMNS + LEDGER_COLUMNS,
+        legal_basis VARCHAR,""" + LEDGER_COLUMNS,
     # The ledger's signed checkpoints (C2SP signed notes), one row per checkpoint frame, as
     # stored: not verified here (`certify ledger verify` does that; `note` is the whole text).
     "checkpoints": """

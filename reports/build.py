@@ -409,35 +409,22 @@ def _ledger_info(ctx: ReportContext, cut: dict[int, int], projected: dict[int, i
     return info
 
 
-# The PHI accesses' and erasures' entries added to r_cited's (sql/evidence.sql), the same way:
-# from their rows, or from `events` on the position when a row carries no leaf hash.
-_EXTRA_ENTRIES = """
-WITH extra AS ({extra}), missing AS (
-    SELECT partition, ledger_index FROM extra WHERE leaf IS NULL
-)
-{cited}
-UNION
-SELECT partition, ledger_index, type, leaf_hex(leaf) FROM extra WHERE leaf IS NOT NULL
-UNION
-SELECT e.partition, e.ledger_index, e.type, e.leaf_hash
-FROM events e SEMI JOIN (
-    SELECT f.rowid AS row_id FROM events f SEMI JOIN missing x
-    ON f.partition = x.partition AND f.ledger_index = x.ledger_index) k
-    ON e.rowid = k.row_id"""
-
-
 def _attach_proofs(con: duckdb.DuckDBPyConnection, document: dict[str, Any],
                    ctx: ReportContext, checkpoints: dict[int, SignedCheckpoint]) -> str:
     """Every ledger entry the report cites, once (evidence.entries: type and leaf hash), and
     the inclusion proofs of all of them, or only of those of the tested lines (the sample and
     the exceptions): one Merkle multiproof per partition (evidence.multiproofs). Returns the
     entries' JSON text as DuckDB built it."""
-    extra = [f"SELECT partition, ledger_index, type, leaf FROM {t}" for name, t in
+    extra = [f"SELECT partition, ledger_index FROM {t}" for name, t in
              (("phi_access", "r_phi_access"), ("erasures", "r_erasures_in"))
              if name in document["sections"]]
     sql = "SELECT partition, ledger_index, type, leaf_hash FROM r_cited"
-    if extra:  # their rows carry their entries' type and leaf hash too, as r_cited's do
-        sql = _EXTRA_ENTRIES.format(extra=" UNION ALL ".join(extra), cited=sql)
+    if extra:  # found on positions alone, then read by row id (sql/evidence.sql r_cited)
+        sql += (" UNION SELECT e.partition, e.ledger_index, e.type, e.leaf_hash "
+                "FROM events e SEMI JOIN (SELECT f.rowid AS row_id FROM events f SEMI JOIN "
+                f"({' UNION ALL '.join(extra)}) x "
+                "ON f.partition = x.partition AND f.ledger_index = x.ledger_index) k "
+                "ON e.rowid = k.row_id")
     con.execute(f"CREATE OR REPLACE TEMP TABLE r_entries AS {sql}")
     text = _text(con, "entries", "{}")
     document["evidence"]["entries"] = JSONDict(text) if ctx.lazy else json.loads(text)

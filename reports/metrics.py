@@ -51,7 +51,6 @@ def compute(con: duckdb.DuckDBPyConnection, *, governance: Governance,
             ) -> dict[str, Any]:
     start, end = start or EPOCH, end or FOREVER
     decisions = {str(level): int(n) for level, n in _rows(con, "decisions", prefix, start, end)}
-    _rows(con, "permits", prefix, start, end)  # _metric_permits: approval_times, permit_states
     approval = {
         str(level): {"count": int(n), "mean_hours": mean / HOUR, "p50_hours": p50 / HOUR,
                      "p95_hours": p95 / HOUR, "max_hours": mx / HOUR,
@@ -79,7 +78,6 @@ def compute(con: duckdb.DuckDBPyConnection, *, governance: Governance,
     (emergency_total, emergency_max), = _rows(con, "emergency", prefix, start, end)
     (union_l2, with_plan), = _rows(con, "plans", prefix, start, end)
     states = {state: int(n) for state, n in _rows(con, "permit_states", prefix, start, end)}
-    con.execute("DROP TABLE IF EXISTS _metric_permits")
     metrics: dict[str, Any] = {
         "period": {"from": format_time(start) if start != EPOCH else None,
                    "to": format_time(end) if end != FOREVER else None},

@@ -326,21 +326,6 @@ def test_a_decision_explains_itself_in_factors_and_minimums(
     assert minimums == [("minimum.data.pii", 3)]
 
 
-def test_rows_that_reports_cite_carry_their_entrys_type_and_leaf_hash(
-        projected: duckdb.DuckDBPyConnection) -> None:
-    tables = [name for (name,) in projected.execute(
-        "SELECT table_name FROM information_schema.columns WHERE column_name = 'leaf' "
-        "ORDER BY ALL").fetchall()]
-    assert {"permit_requests", "permit_transitions", "approvals", "executions", "operations",
-            "decisions", "violations", "rollbacks", "overrides", "erasures"} <= set(tables)
-    for table in tables:
-        rows, agree = projected.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE t.type = e.type AND printf("
-            f"'%032x%032x', t.leaf[1], t.leaf[2]) = e.leaf_hash) FROM {table} t JOIN events e "
-            "ON e.partition = t.partition AND e.ledger_index = t.ledger_index").fetchone()
-        assert rows > 0 and agree == rows, table
-
-
 def test_permit_state_is_the_fold_of_its_transitions(tmp_path: Path, db: Path) -> None:
     moves = [("requested", None), ("review_started", "requested"),
              ("approved", "in_review"), ("issued", "approved")]

@@ -384,27 +384,3 @@ def test_tested_proofs_cover_exactly_the_sample_and_the_exceptions(history):
     tested |= {key for item in document["exceptions"]["items"] for key in item["evidence"]}
     assert proven == tested
     assert proven < set(document["evidence"]["entries"])  # the clean, unsampled lines: none
-
-
-def test_entries_whose_rows_carry_no_leaf_hash_are_read_from_the_ledger_events(
-        history, reports, tmp_path):
-    """A report takes its cited entries' type and leaf hash from the typed rows it read
-    (projections ENTRY_COLUMNS); an entry whose row carries none (a finding of no change, a
-    hash that was not hex) is read from `events`: the same entries, proven the same."""
-    import duckdb
-
-    snapshot = history.runner.projector.publish_snapshot(tmp_path / "snapshot.duckdb")
-    con = duckdb.connect(str(snapshot))
-    con.execute("SET TimeZone = 'UTC'")
-    carrying = [name for (name,) in con.execute(
-        "SELECT table_name FROM information_schema.columns WHERE column_name = 'leaf'"
-    ).fetchall()]
-    assert "permit_transitions" in carrying
-    for table in carrying:
-        con.execute(f"UPDATE {table} SET leaf = NULL")
-    for fw in ("soc2", "hipaa", "gdpr"):
-        document = build_report(con.cursor(), framework(fw), *PERIOD,
-                                context=context(history))
-        assert document["evidence"]["entries"] == reports[fw]["evidence"]["entries"], fw
-        assert document["evidence"]["multiproofs"] == reports[fw]["evidence"]["multiproofs"]
-    con.close()

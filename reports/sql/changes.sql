@@ -8,8 +8,6 @@
 -- (time, ledger position) as one number, for "the first/last by time, then ledger order"
 -- (arg_min over a HUGEINT is much cheaper than over a struct; positions are < 10^13)
 CREATE OR REPLACE TEMP MACRO pos_key(t, i) AS (epoch_us(t)::HUGEINT * 10000000000000 + i);
--- a leaf hash stored as two 128-bit halves (projections/schema.py ENTRY_COLUMNS), in hex
-CREATE OR REPLACE TEMP MACRO leaf_hex(leaf) AS printf('%032x%032x', leaf[1], leaf[2]);
 CREATE OR REPLACE TEMP MACRO nonempty(j) AS
     (j IS NOT NULL AND CAST(j AS VARCHAR) NOT IN ('null', '{}', '[]', '""', 'false'));
 
@@ -62,7 +60,6 @@ WITH prm AS (
            r.operations, r.services, r.data_classes, r.regions, r.justification,
            r.rollback_plan, r.event_id AS request_event_id, r.decision_event_id,
            r.partition AS request_partition, r.ledger_index AS request_index,
-           r.type AS request_type, r.leaf AS request_leaf,
            NULL::VARCHAR AS named_permit, NULL::TIMESTAMPTZ AS review_due_at
     FROM r_permit_requests r, _params p
     WHERE r.occurred_at >= {start} AND r.occurred_at < {end}
@@ -87,7 +84,6 @@ WITH prm AS (
            o.reason AS justification, NULL::JSON AS rollback_plan,
            o.event_id AS request_event_id, NULL::VARCHAR AS decision_event_id,
            o.partition AS request_partition, o.ledger_index AS request_index,
-           o.type AS request_type, o.leaf AS request_leaf,
            NULL::VARCHAR AS named_permit, g.review_due_at
     FROM r_overrides o JOIN granted g USING (override_id), _params p
     WHERE o.stage = 'requested' AND o.occurred_at >= {start} AND o.occurred_at < {end}
@@ -121,8 +117,6 @@ WITH prm AS (
            arg_min(x.event_id, pos_key(x.occurred_at, x.ledger_index)) AS request_event_id,
            arg_min(x.partition, pos_key(x.occurred_at, x.ledger_index)) AS request_partition,
            arg_min(x.ledger_index, pos_key(x.occurred_at, x.ledger_index)) AS request_index,
-           arg_min_null(x.type, pos_key(x.occurred_at, x.ledger_index)) AS request_type,
-           arg_min_null(x.leaf, pos_key(x.occurred_at, x.ledger_index)) AS request_leaf,
            arg_min(x.permit_id, pos_key(x.occurred_at, x.ledger_index)) AS named_permit,
            NULL::TIMESTAMPTZ AS review_due_at
     FROM exe_raw x GROUP BY x.execution_id
@@ -180,7 +174,6 @@ WITH cls AS (
            coalesce(d.required_artefacts, []::VARCHAR[]) AS required_artefacts,
            d.retention_days, d.score, d.risk_level, d.event_id IS NOT NULL AS has_decision,
            d.partition AS decision_partition, d.ledger_index AS decision_index,
-           d.type AS decision_type, d.leaf AS decision_leaf,
            list_sort(list_distinct(list_concat(
                list_transform(coalesce(c.data_classes, []::VARCHAR[]), lambda x: lower(x)),
                coalesce(cls.classes, []::VARCHAR[])))) AS all_classes

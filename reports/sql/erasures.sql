@@ -3,7 +3,7 @@
 -- its name: the report must not re-publish the personal data it proves erased.
 CREATE OR REPLACE TEMP TABLE r_erasures_in AS
 SELECT e.occurred_at, left(sha256(e.data_subject), 16) AS subject_ref, e.requested_by,
-       e.legal_basis, e.event_id, e.partition, e.ledger_index, e.type, e.leaf
+       e.legal_basis, e.event_id, e.partition, e.ledger_index
 FROM r_erasures e, _params p
 WHERE e.occurred_at >= {start} AND e.occurred_at < {end}
 ORDER BY e.occurred_at, e.event_id;

@@ -9,31 +9,18 @@ SELECT level, count(*) AS n FROM {t}decisions
 WHERE occurred_at >= $start AND occurred_at < $end
 GROUP BY level ORDER BY level;
 
--- name: permits
--- The period's permits (requested in it), read once for approval_times and permit_states:
--- level and request time, the first approval at or after the start, the latest state (by
--- time, then ledger position). One pass over their transitions instead of two.
-CREATE OR REPLACE TEMP TABLE _metric_permits AS
+-- name: approval_times
 WITH req AS MATERIALIZED (
     SELECT permit_id, arg_min(level, occurred_at) AS level, min(occurred_at) AS requested_at
     FROM {t}permit_requests WHERE occurred_at >= $start AND occurred_at < $end
     GROUP BY permit_id
-), moves AS (
-    SELECT t.permit_id,
-           min(t.occurred_at) FILTER (WHERE t.to_state = 'approved' AND t.occurred_at >= $start)
-               AS approved_at,
-           arg_max(t.to_state,
-               epoch_us(t.occurred_at)::HUGEINT * 10000000000000 + t.ledger_index) AS state
-    FROM {t}permit_transitions t SEMI JOIN req ON t.permit_id = req.permit_id
-    GROUP BY t.permit_id
-)
-SELECT r.permit_id, r.level, r.requested_at, m.approved_at, m.state
-FROM req r JOIN moves m USING (permit_id);
-
--- name: approval_times
-WITH secs AS (
-    SELECT level, greatest(epoch(approved_at - requested_at), 0) AS s
-    FROM _metric_permits WHERE approved_at IS NOT NULL
+), appr AS MATERIALIZED (
+    SELECT permit_id, min(occurred_at) AS approved_at FROM {t}permit_transitions
+    WHERE to_state = 'approved' AND occurred_at >= $start
+    GROUP BY permit_id
+), secs AS (
+    SELECT r.level, greatest(epoch(a.approved_at - r.requested_at), 0) AS s
+    FROM req r JOIN appr a USING (permit_id)
 )
 SELECT level, count(*) AS n, avg(s) AS mean, quantile_cont(s, 0.5) AS p50,
        quantile_cont(s, 0.95) AS p95, max(s) AS max, sum(s) AS total
@@ -90,4 +77,13 @@ FROM {t}permit_requests
 WHERE level >= 2 AND occurred_at >= $start AND occurred_at < $end;
 
 -- name: permit_states
-SELECT state, count(*) AS n FROM _metric_permits GROUP BY state ORDER BY state;
+WITH req AS MATERIALIZED (
+    SELECT DISTINCT permit_id FROM {t}permit_requests
+    WHERE occurred_at >= $start AND occurred_at < $end
+)
+SELECT state, count(*) AS n FROM (
+    SELECT t.permit_id, arg_max(t.to_state,
+        epoch_us(t.occurred_at)::HUGEINT * 10000000000000 + t.ledger_index) AS state
+    FROM {t}permit_transitions t SEMI JOIN req ON t.permit_id = req.permit_id
+    GROUP BY t.permit_id)
+GROUP BY state ORDER BY state;

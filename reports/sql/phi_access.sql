@@ -26,7 +26,7 @@ SELECT * FROM (
     SELECT 'operation' AS access, o.occurred_at, o.worker_id, o.permit_id,
            o.operation_name AS operation,
            CASE WHEN o.allowed THEN 'allowed' ELSE 'denied' END AS outcome,
-           o.reason_code AS detail, o.event_id, o.partition, o.ledger_index, o.type, o.leaf
+           o.reason_code AS detail, o.event_id, o.partition, o.ledger_index
     FROM r_operations o, _params p
     WHERE o.occurred_at >= {start} AND o.occurred_at < {end}
       AND (o.permit_id IN (SELECT permit_id FROM phi_permits)
@@ -36,7 +36,7 @@ SELECT * FROM (
     UNION ALL
     SELECT 'execution', x.occurred_at, x.worker_id, x.permit_id,
            array_to_string(x.operations, ', '), x.status, x.execution_id, x.event_id,
-           x.partition, x.ledger_index, x.type, x.leaf
+           x.partition, x.ledger_index
     FROM r_executions x, _params p
     WHERE x.occurred_at >= {start} AND x.occurred_at < {end}
       AND (x.permit_id IN (SELECT permit_id FROM phi_permits)

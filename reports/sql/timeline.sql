@@ -34,30 +34,24 @@ WITH approved AS (
     WHERE t.to_state = 'approved'
     GROUP BY t.permit_id
 ), deploys AS (
-    SELECT t.permit_id AS change_id, t.occurred_at, t.partition, t.ledger_index, t.event_id,
-           t.type, t.leaf
+    SELECT t.permit_id AS change_id, t.occurred_at, t.partition, t.ledger_index, t.event_id
     FROM c_transitions t
     WHERE t.type = 'permit.execution_started'
     UNION ALL
-    SELECT x.permit_id, x.occurred_at, x.partition, x.ledger_index, x.event_id, x.type,
-           x.leaf
+    SELECT x.permit_id, x.occurred_at, x.partition, x.ledger_index, x.event_id
     FROM c_executions x
     UNION ALL
-    SELECT x.change_id, x.occurred_at, x.partition, x.ledger_index, x.event_id, x.type,
-           x.leaf
+    SELECT x.change_id, x.occurred_at, x.partition, x.ledger_index, x.event_id
     FROM c_unpermitted x
     UNION ALL
-    SELECT o.permit_id, o.occurred_at, o.partition, o.ledger_index, o.event_id, o.type,
-           o.leaf
+    SELECT o.permit_id, o.occurred_at, o.partition, o.ledger_index, o.event_id
     FROM c_operations o
     WHERE o.allowed
 ), deployed AS (
     SELECT change_id, min(occurred_at) AS deployed_at,
            arg_min(event_id, pos_key(occurred_at, ledger_index)) AS deployed_event,
            arg_min(partition, pos_key(occurred_at, ledger_index)) AS deployed_partition,
-           arg_min(ledger_index, pos_key(occurred_at, ledger_index)) AS deployed_index,
-           arg_min_null(type, pos_key(occurred_at, ledger_index)) AS deployed_type,
-           arg_min_null(leaf, pos_key(occurred_at, ledger_index)) AS deployed_leaf
+           arg_min(ledger_index, pos_key(occurred_at, ledger_index)) AS deployed_index
     FROM deploys GROUP BY change_id
 ), signed AS (
     SELECT a.permit_id AS change_id,
@@ -97,7 +91,6 @@ WITH approved AS (
 SELECT c.change_id,
        a.approved_at, a.approved_event, a.approved_partition, a.approved_index,
        d.deployed_at, d.deployed_event, d.deployed_partition, d.deployed_index,
-       d.deployed_type, d.deployed_leaf,
        coalesce(s.approvals, []) AS approvals,
        coalesce(st.state, CASE c.kind WHEN 'emergency' THEN g.stage
                                       WHEN 'unpermitted' THEN 'no permit' END) AS state,

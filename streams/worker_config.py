@@ -17,12 +17,13 @@ DEFAULT_APP_ID = "certify"
 DEFAULT_WEB_PORT = 6066  # Faust's default; docker-compose.yml's worker healthcheck uses it
 DEFAULT_WEB_HOST = "127.0.0.1"
 DEFAULT_BATCH_SIZE = 500  # records an agent takes at once (latency: see batch_within_s)
-DEFAULT_BATCH_WITHIN_S = 0.040  # at 1,000 records/s: batches of ~40-60; at 10 ms, per-batch
-# costs (Faust's take timer, one send per topic partition, acks) kept the worker behind once late
-DEFAULT_PROJECTOR_INTERVAL_S = 0.07  # at most one DuckDB commit per interval in the projector
+DEFAULT_BATCH_WITHIN_S = 0.020  # at 1,000 records/s: batches of ~20-25. Against 40 ms, quiet
+# runs of bench.kafka_bench: decision p99 71-100 ms (40 ms: 118-147), and no falling behind at
+# 1,800/s; a backlog still fills whole batches (batch_size) at once
+DEFAULT_PROJECTOR_INTERVAL_S = 0.05  # at most one DuckDB commit per interval in the projector
 # process, as the agents' batches come (~35-45 ms of CPU each whatever its size): between one
-# and two batch gaps (~45 ms at the 40 ms window), so every second batch is committed as it
-# comes (streams.worker_projector.due)
+# and two batch gaps (~25-30 ms at the 20 ms window), so every second batch is committed as it
+# comes (streams.worker_projector.due); ~0.65 core at 1,000/s (70 ms and 40 ms: ~0.5)
 DEFAULT_SNAPSHOT_INTERVAL_S = 60.0
 DEFAULT_SESSION_TIMEOUT_S = 10.0  # a SIGKILLed worker's partitions move on after this
 

@@ -177,7 +177,7 @@ def test_checkpoints_stay_current_and_a_restart_with_entries_sent_again_stays_ex
 def test_commits_follow_the_workers_batches_every_second_one_as_it_comes():
     from streams.worker_projector import due
 
-    interval, gap = 0.070, 0.045  # the default interval; the worker's batch every ~45 ms
+    interval, gap = 0.050, 0.028  # the default interval; the worker's batch every ~28 ms
     last, oldest, committed = float("-inf"), 0.0, []
     pending = False
     for n in range(1, 9):

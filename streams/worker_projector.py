@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from streams.wal_flusher import WalFlusher
+from streams.worker_config import DEFAULT_PROJECTOR_INTERVAL_S
 
 log = logging.getLogger("certify.worker")
 FRAME = struct.Struct(">HQ32sI")  # partition, index, leaf hash, length of the event JSON
@@ -320,10 +321,10 @@ class _Child:
 def due(now: float, last: float, oldest: float, interval: float, came: bool) -> bool:
     """Commit now? When a batch of the worker just came and the last commit started at least
     `interval` ago, or when the oldest pending entry has waited `interval`. Commits follow
-    the worker's batches (one every ~45 ms at the default 40 ms batch window): with an
-    interval between one and two batch gaps, every second batch is committed as it comes, so
-    an entry waits one batch gap at most (a clock of 100 ms instead made entries wait 0-100 ms
-    for the same number of commits)."""
+    the worker's batches (one every ~25-30 ms at the default 20 ms batch window): with an
+    interval between one and two batch gaps (streams.worker_config), every second batch is
+    committed as it comes, so an entry waits one batch gap at most (a clock of 100 ms instead
+    made entries wait 0-100 ms for the same number of commits)."""
     return (came and now >= last + interval) or now >= oldest + interval
 
 
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="the worker's DuckDB projector (a child)")
     parser.add_argument("ledger_dir")
     parser.add_argument("duckdb")
-    parser.add_argument("--interval-ms", type=float, default=70.0,
+    parser.add_argument("--interval-ms", type=float, default=DEFAULT_PROJECTOR_INTERVAL_S * 1000,
                         help="at most one commit per interval as batches come; an entry "
                              "waits at most this long (ms)")
     parser.add_argument("--duckdb-threads", type=int, default=1)

@@ -64,17 +64,9 @@ def test_handed_entries_and_the_ledgers_own_entries_are_all_projected(tmp_path):
 
 
 def _stored_checkpoints(ledger_dir, partitions):
-    """(partition, size, note) of every checkpoint frame, read with the ledger's frame reader."""
-    from ledger.layout import list_segments, partition_dir, read_frames
+    from tests.test_projections import stored_checkpoints
 
-    found = []
-    for p in range(partitions):
-        for _, path in list_segments(partition_dir(ledger_dir, p)):
-            for _, _, tail in read_frames(path):
-                if isinstance(tail, bytes) and tail[:1] == b"C":
-                    note = tail[1:].decode()
-                    found.append((p, int(note.split("\n")[1]), note))
-    return sorted(found)
+    return stored_checkpoints(ledger_dir, partitions)
 
 
 def _rows(path, sql):

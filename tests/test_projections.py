@@ -222,11 +222,12 @@ def table_rows(db: Path | duckdb.DuckDBPyConnection, table: str) -> list[tuple[A
             con.close()
 
 
-def stored_checkpoints(directory: Path) -> list[tuple[int, int, str]]:
+def stored_checkpoints(directory: Path, partitions: int = PARTITIONS
+                       ) -> list[tuple[int, int, str]]:
     """(partition, size, note) of every checkpoint frame in the ledger's segments, read with
     the ledger's own frame reader."""
     found = []
-    for p in range(PARTITIONS):
+    for p in range(partitions):
         for _, path in list_segments(partition_dir(directory, p)):
             for _, _, tail in read_frames(path):
                 if isinstance(tail, bytes) and tail[:1] == b"C":
